@@ -1,0 +1,1 @@
+INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id, email, name, created_at::text

@@ -1,0 +1,48 @@
+-- The outbox. Installed by `outbox-relay migrate` into the first schema of the connection's
+-- search_path. Every statement is idempotent: a second run changes nothing.
+
+CREATE TABLE IF NOT EXISTS event_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    type        text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    environment text        NOT NULL,
+    context     jsonb       NOT NULL DEFAULT '{}'
+);
+
+-- Wake the relay. Statement level with an empty payload: one notification per inserting
+-- statement, never the event body (payloads are capped at 8000 bytes, and the relay reads the
+-- rows anyway). The channel is the table's qualified name, so relays of different schemas in
+-- one database do not wake each other.
+CREATE OR REPLACE FUNCTION event_log_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER event_log_notify
+    AFTER INSERT ON event_log
+    FOR EACH STATEMENT EXECUTE FUNCTION event_log_notify();
+
+-- For producers in any language: SELECT outbox_publish('user_created', '{"id": 1}'::jsonb).
+-- Without an environment it takes the setting outbox.environment (e.g.
+-- ALTER DATABASE app SET outbox.environment = 'Production'), else 'Local'.
+-- search_path is pinned (FROM CURRENT: the one migrate ran with) so the function finds its own
+-- event_log whatever the caller's search_path.
+CREATE OR REPLACE FUNCTION outbox_publish(
+    event_type  text,
+    context     jsonb DEFAULT '{}',
+    environment text  DEFAULT NULL
+) RETURNS bigint
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+    INSERT INTO event_log (type, context, environment)
+    VALUES (
+        event_type,
+        coalesce(context, '{}'),
+        coalesce(environment, nullif(current_setting('outbox.environment', true), ''), 'Local')
+    )
+    RETURNING id
+$$;

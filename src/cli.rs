@@ -1,0 +1,192 @@
+//! The command line as clap sees it: raw strings, each flag with its environment variable.
+//!
+//! Nothing here is interpreted; [`crate::config::validate`] turns a [`Cli`] into a
+//! [`crate::config::Config`] (or one clear error) before any I/O happens.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Streams events from a PostgreSQL outbox table (event_log) into ClickHouse.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-relay", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the PostgreSQL outbox (table, trigger, outbox_publish) and the ClickHouse table.
+    /// Idempotent; safe to run from several places at once.
+    Migrate {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        /// Also install the demo `users` table used by `create-user`.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the relay until SIGTERM or Ctrl-C: claim events, deliver them, delete them.
+    Run {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        relay: RelayArgs,
+    },
+    /// Demo producer: insert a user and its `user_created` event in one transaction.
+    CreateUser {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        event: EventArgs,
+        /// The new user's email (unique).
+        #[arg(long)]
+        email: String,
+        /// The new user's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Write one event into the outbox.
+    Emit {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        event: EventArgs,
+        /// Event type, e.g. `user_created`.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: String,
+        /// Event context: a JSON document.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        context: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// PostgreSQL connection URL (libpq form). The outbox lives in the first schema of its
+    /// search_path, e.g. `?options=-csearch_path%3Dapp`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    #[arg(
+        long,
+        env = "CLICKHOUSE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub clickhouse_url: String,
+    /// ClickHouse database holding the `event_log` table.
+    #[arg(
+        long,
+        env = "CLICKHOUSE_DATABASE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    pub clickhouse_database: String,
+    /// ClickHouse user (server default when unset).
+    #[arg(long, env = "CLICKHOUSE_USER", value_name = "USER")]
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password.
+    #[arg(
+        long,
+        env = "CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub clickhouse_password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Most events claimed (and inserted) per batch.
+    #[arg(
+        long,
+        env = "EVENT_BATCH_SIZE",
+        default_value = "1000",
+        value_name = "N"
+    )]
+    pub batch_size: String,
+    /// Fallback poll interval: the relay looks for events this often even without a
+    /// notification (humantime, e.g. `5s`, `500ms`).
+    #[arg(
+        long,
+        env = "POLL_INTERVAL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub poll_interval: String,
+    /// Most batches in flight at once (each holds one PostgreSQL connection).
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value = "4", value_name = "N")]
+    pub max_in_flight: String,
+    /// Longest a sink insert may take; past it the batch is rolled back and retried. Also
+    /// bounds how long a claim transaction stays open.
+    #[arg(
+        long,
+        env = "INSERT_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub insert_timeout: String,
+    /// On SIGTERM/Ctrl-C, how long in-flight batches may take to finish before they are
+    /// rolled back (their events stay for the next run).
+    #[arg(
+        long,
+        env = "SHUTDOWN_GRACE",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_grace: String,
+    /// Longest wait between retries after a failed batch (backoff starts at 100ms, doubles,
+    /// with jitter).
+    #[arg(
+        long,
+        env = "MAX_BACKOFF",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub max_backoff: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Environment written on new events, e.g. `Local`, `Production`.
+    #[arg(
+        long,
+        env = "ENVIRONMENT",
+        default_value = "Local",
+        value_name = "NAME"
+    )]
+    pub environment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TelemetryArgs {
+    /// Log format: `text` (human-readable) or `json` (one object per line). Filter with
+    /// RUST_LOG (default `info`).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        default_value = "text",
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub log_format: String,
+    /// Sentry DSN; errors are reported there when set.
+    #[arg(
+        long,
+        env = "SENTRY_DSN",
+        hide_env_values = true,
+        global = true,
+        value_name = "DSN"
+    )]
+    pub sentry_dsn: Option<String>,
+}

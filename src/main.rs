@@ -1,0 +1,121 @@
+//! The `outbox-relay` binary: parse, validate, then run one subcommand.
+//!
+//! Exit codes: 0 success, 1 runtime failure (a server unreachable, a statement refused),
+//! 2 invalid usage or configuration.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use outbox_relay::cli::Cli;
+use outbox_relay::config::{self, Command};
+use outbox_relay::{ClickHouseSink, Relay};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version exit 0; usage errors exit 2, with clap's message.
+        Err(e) => e.exit(),
+    };
+    let config = match config::validate(cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("outbox-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _telemetry = outbox_relay::telemetry::init(&config.telemetry);
+    match try_main(config.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::debug!(error = ?e, "exiting with an error");
+            eprintln!("outbox-relay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Migrate {
+                postgres,
+                clickhouse,
+                demo,
+            } => {
+                let schema = outbox_relay::migrate::migrate_postgres(&postgres, demo).await?;
+                tracing::info!(%schema, "PostgreSQL outbox installed");
+                let sink = ClickHouseSink::new(&clickhouse);
+                outbox_relay::migrate::migrate_sink(&sink).await?;
+                tracing::info!(database = %clickhouse.database, "ClickHouse table event_log ready");
+                Ok(())
+            }
+            Command::Run {
+                postgres,
+                clickhouse,
+                relay,
+            } => {
+                tracing::info!(?postgres, ?clickhouse, ?relay, "configuration");
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signal_shutdown(shutdown.clone()));
+                Relay::new(postgres, ClickHouseSink::new(&clickhouse), relay)
+                    .run(shutdown)
+                    .await?;
+                Ok(())
+            }
+            Command::CreateUser {
+                postgres,
+                environment,
+                email,
+                name,
+            } => {
+                let mut client = outbox_relay::postgres::connect(&postgres).await?;
+                let (user, event_id) =
+                    outbox_relay::create_user(&mut client, &email, &name, &environment).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({"user": user, "event_id": event_id})
+                );
+                Ok(())
+            }
+            Command::Emit { postgres, event } => {
+                let client = outbox_relay::postgres::connect(&postgres).await?;
+                let id = outbox_relay::publish(&client, &event).await?;
+                println!("{id}");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT).
+async fn signal_shutdown(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the relay");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("Ctrl-C received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}

@@ -1,0 +1,230 @@
+//! The relay: listen → claim → encode → deliver → acknowledge, as one stream.
+//!
+//! [`Scheduler`] tickets flow through `for_each_concurrent(max_in_flight)`; each ticket
+//! becomes one batch on its own pooled connection: claim (`FOR UPDATE SKIP LOCKED`), insert
+//! into the sink within `insert_timeout`, delete, commit. Any failure rolls the batch back,
+//! so an event leaves PostgreSQL only after the sink has it.
+//!
+//! Shutdown has two phases: the ticket stream ends (no new claims), then in-flight batches
+//! finish; past `shutdown_grace` they are dropped, which rolls them back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{PostgresConfig, RelayConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::listen::Listener;
+use crate::schedule::{Outcome, Scheduler, Ticket};
+use crate::sink::Sink;
+
+/// Counters of one relay's work, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events delivered and deleted.
+    pub delivered: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Batches rolled back after a failure.
+    pub failed_batches: AtomicU64,
+}
+
+/// A relay from one PostgreSQL outbox to one sink.
+pub struct Relay<S> {
+    postgres: PostgresConfig,
+    sink: Arc<S>,
+    config: RelayConfig,
+    stats: Arc<Stats>,
+}
+
+impl<S: Sink> Relay<S> {
+    pub fn new(postgres: PostgresConfig, sink: S, config: RelayConfig) -> Self {
+        Relay {
+            postgres,
+            sink: Arc::new(sink),
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled and in-flight batches are done (or the grace
+    /// period has passed). Fails early only on what a retry cannot fix, e.g. a sink table
+    /// whose columns do not match.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let config = &self.config;
+        self.init_sink(&shutdown).await?;
+        let session =
+            crate::postgres::session_config(&self.postgres, config.idle_in_transaction_timeout());
+        let pool = crate::postgres::pool(session.clone(), config.max_in_flight)?;
+
+        let wake = Arc::new(Notify::new());
+        let listener_stop = CancellationToken::new();
+        let listener = Listener::new(
+            session,
+            wake.clone(),
+            config.max_backoff,
+            listener_stop.clone(),
+        );
+        let listener = tokio::spawn(listener.run());
+
+        let (scheduler, outcomes) = Scheduler::new(
+            wake,
+            config.poll_interval,
+            config.max_in_flight,
+            config.max_backoff,
+            shutdown.clone(),
+        );
+        tracing::info!(
+            batch_size = config.batch_size,
+            max_in_flight = config.max_in_flight,
+            poll_interval = ?config.poll_interval,
+            sink = self.sink.name(),
+            "relay started"
+        );
+        let pipeline =
+            scheduler
+                .into_stream()
+                .for_each_concurrent(config.max_in_flight, |ticket| {
+                    let outcomes = outcomes.clone();
+                    let (pool, sink, stats) = (&pool, &*self.sink, &*self.stats);
+                    async move {
+                        let outcome = deliver_batch(pool, sink, config, stats, ticket).await;
+                        let _ = outcomes.send(outcome);
+                    }
+                });
+        tokio::pin!(pipeline);
+        let grace_over = async {
+            shutdown.cancelled().await;
+            tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: no new claims; finishing in-flight batches");
+            tokio::time::sleep(config.shutdown_grace).await;
+        };
+        tokio::select! {
+            _ = &mut pipeline => tracing::info!("in-flight batches finished"),
+            _ = grace_over => tracing::warn!("shutdown grace period over: rolling back unfinished batches (their events stay for the next run)"),
+        }
+        listener_stop.cancel();
+        let _ = listener.await;
+        Ok(())
+    }
+
+    /// Creates or checks the sink's table, retrying while the sink is unreachable.
+    async fn init_sink(&self, shutdown: &CancellationToken) -> Result<()> {
+        let mut backoff = crate::backoff::Backoff::new(
+            std::time::Duration::from_millis(100),
+            self.config.max_backoff,
+        );
+        loop {
+            match self.sink.init().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Config => return Err(e),
+                Err(e) => {
+                    if backoff.failures() == 0 {
+                        tracing::warn!(error = %format_chain(&e), "sink not ready; retrying");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(Error::with_source(ErrorKind::Sink, "shut down before the sink was ready", e)),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One batch: claim, insert, acknowledge. Never panics; reports how it went.
+async fn deliver_batch<S: Sink>(
+    pool: &deadpool_postgres::Pool,
+    sink: &S,
+    config: &RelayConfig,
+    stats: &Stats,
+    ticket: Ticket,
+) -> Outcome {
+    match try_deliver_batch(pool, sink, config).await {
+        Ok(n) => {
+            if n > 0 {
+                stats.delivered.fetch_add(n as u64, Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+            }
+            if n >= config.batch_size {
+                Outcome::Full
+            } else {
+                Outcome::Drained(ticket)
+            }
+        }
+        Err(e) => {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %format_chain(&e), kind = %e.kind(), sink = sink.name(), "batch rolled back");
+            Outcome::Failed
+        }
+    }
+}
+
+async fn try_deliver_batch<S: Sink>(
+    pool: &deadpool_postgres::Pool,
+    sink: &S,
+    config: &RelayConfig,
+) -> Result<usize> {
+    let started = Instant::now();
+    let mut client = pool.get().await.map_err(|e| {
+        Error::with_source(
+            ErrorKind::Postgres,
+            "no PostgreSQL connection for a claim",
+            e,
+        )
+    })?;
+    let claim = crate::claim::claim(&mut client, config.batch_size).await?;
+    let count = claim.events.len();
+    if count == 0 {
+        // Nothing to do; dropping the claim ends its (empty) transaction.
+        return Ok(0);
+    }
+    let (first_id, last_id) = (claim.events[0].id, claim.events[count - 1].id);
+    let claimed = started.elapsed();
+    match tokio::time::timeout(config.insert_timeout, sink.insert(&claim.events)).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} insert of events {first_id}..={last_id} took longer than {:?}",
+                    sink.name(),
+                    config.insert_timeout
+                ),
+            ))
+        }
+    }
+    let inserted = started.elapsed();
+    crate::acknowledge::acknowledge(claim).await?;
+    tracing::info!(
+        count,
+        first_id,
+        last_id,
+        claim_ms = claimed.as_secs_f64() * 1e3,
+        insert_ms = (inserted - claimed).as_secs_f64() * 1e3,
+        ack_ms = (started.elapsed() - inserted).as_secs_f64() * 1e3,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch delivered"
+    );
+    Ok(count)
+}
+
+/// An error and its causes on one line.
+pub fn format_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
