@@ -70,7 +70,12 @@ pub enum Command {
 pub struct PostgresArgs {
     /// PostgreSQL connection URL (libpq form). The outbox lives in the first schema of its
     /// search_path, e.g. `?options=-csearch_path%3Dapp`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "DATABASE_URL"
+    )]
     pub database_url: String,
 }
 
@@ -81,7 +86,7 @@ pub struct ClickHouseArgs {
         long,
         env = "CLICKHOUSE_URL",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "CLICKHOUSE_URL"
     )]
     pub clickhouse_url: String,
     /// ClickHouse database holding the `event_log` table.

@@ -1,0 +1,261 @@
+//! The binary as a user runs it: subcommands, exit codes, messages.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::harness::{bin, TestEnv};
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(code), "{all}");
+    assert!(all.contains(needle), "expected '{needle}' in: {all}");
+    assert!(!all.contains("panicked"), "{all}");
+}
+
+#[test]
+fn help_documents_every_option_and_env_var() {
+    let out = run(bin().args(["run", "--help"]));
+    let help = text(&out);
+    for var in [
+        "DATABASE_URL",
+        "CLICKHOUSE_URL",
+        "CLICKHOUSE_DATABASE",
+        "CLICKHOUSE_USER",
+        "CLICKHOUSE_PASSWORD",
+        "EVENT_BATCH_SIZE",
+        "POLL_INTERVAL",
+        "MAX_IN_FLIGHT",
+        "INSERT_TIMEOUT",
+        "SHUTDOWN_GRACE",
+        "SENTRY_DSN",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}: {help}");
+    }
+    let out = run(bin()
+        .args(["run", "--help"])
+        .env("CLICKHOUSE_PASSWORD", "hunter2")
+        .env("DATABASE_URL", "postgresql://u:hunter3@h/db"));
+    assert!(!text(&out).contains("hunter"), "secrets leak into --help");
+}
+
+#[test]
+fn bad_config_values_name_the_variable() {
+    let out = run(bin()
+        .arg("run")
+        .env("DATABASE_URL", "postgresql://localhost/db")
+        .env("CLICKHOUSE_URL", "http://localhost:8123")
+        .env("EVENT_BATCH_SIZE", "many"));
+    assert_clean_failure(&out, 2, "EVENT_BATCH_SIZE");
+    let out = run(bin()
+        .arg("run")
+        .env("DATABASE_URL", "postgresql://localhost/db")
+        .env("CLICKHOUSE_URL", "http://localhost:8123")
+        .env("POLL_INTERVAL", "often"));
+    assert_clean_failure(&out, 2, "POLL_INTERVAL");
+    let out = run(bin()
+        .arg("run")
+        .env("CLICKHOUSE_URL", "http://localhost:8123"));
+    assert_clean_failure(&out, 2, "DATABASE_URL");
+    let out = run(bin().args(["run", "--no-such-flag"]));
+    assert_clean_failure(&out, 2, "--no-such-flag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_give_a_clear_error() {
+    let env = TestEnv::new("unreachable").await;
+    let out = run(bin().arg("migrate").envs(env.bin_env()).env(
+        "DATABASE_URL",
+        "postgresql://postgres:sekret@127.0.0.1:1/postgres",
+    ));
+    assert_clean_failure(
+        &out,
+        1,
+        "cannot connect to PostgreSQL at postgresql://postgres:***@127.0.0.1:1/postgres",
+    );
+    assert!(!text(&out).contains("sekret"));
+    let out = run(bin()
+        .arg("migrate")
+        .envs(env.bin_env())
+        .env("CLICKHOUSE_URL", "http://127.0.0.1:1"));
+    assert_clean_failure(&out, 1, "ClickHouse at http://127.0.0.1:1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_twice_changes_nothing_and_concurrent_migrates_succeed() {
+    let env = TestEnv::unmigrated("migrate", &crate::harness::shared().clickhouse_url).await;
+    // Two at once on an empty schema: the advisory lock serialises them.
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            bin()
+                .args(["migrate", "--demo"])
+                .envs(env.bin_env())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children.drain(..) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let snapshot = || async {
+        let rows = env
+            .client
+            .query(
+                "SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+                   SELECT pg_get_functiondef(p.oid) || p.oid::text AS x FROM pg_proc p
+                     JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema()
+                   UNION ALL SELECT pg_get_triggerdef(t.oid) || t.oid::text FROM pg_trigger t WHERE NOT t.tgisinternal
+                     AND t.tgrelid = 'event_log'::regclass
+                   UNION ALL SELECT c.relname || c.oid::text FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()
+                 ) s",
+                &[],
+            )
+            .await
+            .unwrap();
+        let pg: String = rows[0].get(0);
+        let ch = crate::harness::clickhouse_sql(&env.ch.url)(&format!(
+            "SHOW CREATE TABLE {}.event_log",
+            env.ch.database
+        ));
+        (pg, ch)
+    };
+    let before = snapshot().await;
+    let out = run(bin().args(["migrate", "--demo"]).envs(env.bin_env()));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        snapshot().await,
+        before,
+        "a second migrate changed the schema"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_user_writes_user_and_event_atomically() {
+    let env = TestEnv::new("create_user").await;
+    let out = run(bin()
+        .args(["create-user", "--email", "ann@example.com", "--name", "Ann"])
+        .envs(env.bin_env()));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(bin()
+        .args([
+            "create-user",
+            "--email",
+            "ann@example.com",
+            "--name",
+            "Other",
+        ])
+        .envs(env.bin_env()));
+    assert_clean_failure(&out, 1, "a user with email ann@example.com already exists");
+
+    let users: i64 = env
+        .client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1);
+    let rows = env
+        .client
+        .query("SELECT type, context FROM event_log", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the failed create-user wrote no event");
+    assert_eq!(rows[0].get::<_, String>(0), "user_created");
+    let context: serde_json::Value = rows[0].get(1);
+    assert_eq!(context["email"], "ann@example.com");
+    assert_eq!(context["name"], "Ann");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_rejects_invalid_json_and_writes_nothing() {
+    let env = TestEnv::new("emit").await;
+    let out = run(bin()
+        .args(["emit", "--type", "t", "--context", "{not json"])
+        .envs(env.bin_env()));
+    assert_clean_failure(&out, 2, "--context");
+    assert_eq!(env.pending().await, 0);
+    let out = run(bin()
+        .args([
+            "emit",
+            "--type",
+            "t",
+            "--context",
+            "{\"ok\": true}",
+            "--environment",
+            "Production",
+        ])
+        .envs(env.bin_env()));
+    assert!(out.status.success(), "{}", text(&out));
+    let row = env
+        .client
+        .query_one("SELECT environment, context::text FROM event_log", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Production");
+    assert_eq!(row.get::<_, String>(1), "{\"ok\": true}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_in_flight_batches_and_exits_zero() {
+    let env = TestEnv::new("sigterm").await;
+    env.client
+        .batch_execute("INSERT INTO event_log (type, environment, context) SELECT 'bulk', 'Local', jsonb_build_object('i', g) FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let child = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("EVENT_BATCH_SIZE", "500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until delivery is under way, then ask it to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.pending().await == 20000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never started delivering"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    unsafe_kill(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = text(&out);
+    assert!(log.contains("SIGTERM received"), "{log}");
+    // Whatever left PostgreSQL is in ClickHouse, and nothing else is.
+    let pending = env.pending().await as usize;
+    let delivered = env.delivered().await;
+    assert_eq!(
+        delivered.len() + pending,
+        20000,
+        "no event lost or duplicated"
+    );
+}
+
+/// Sends a signal with the system's `kill`, keeping the tests free of unsafe code.
+fn unsafe_kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
