@@ -79,6 +79,9 @@ struct StoredRow {
 /// Delivers events to a ClickHouse `event_log` table.
 pub struct ClickHouseSink {
     client: Client,
+    /// The same connection settings with the `system` database, which always exists: the
+    /// configured database may not yet when `init` runs.
+    admin: Client,
     database: String,
     url: String,
     time: OnceLock<TimeColumn>,
@@ -107,6 +110,7 @@ impl ClickHouseSink {
             client = client.with_password(password);
         }
         ClickHouseSink {
+            admin: client.clone().with_database("system"),
             client,
             database: config.database.clone(),
             url: redact_url(&config.url),
@@ -125,7 +129,7 @@ impl ClickHouseSink {
     /// The server's (major, minor) version.
     pub async fn server_version(&self) -> Result<(u32, u32)> {
         let version: String = self
-            .client
+            .admin
             .query("SELECT version()")
             .fetch_one()
             .await
@@ -136,7 +140,7 @@ impl ClickHouseSink {
 
     /// The existing table's columns as (name, type), empty when the table is missing.
     async fn columns(&self) -> Result<Vec<(String, String)>> {
-        self.client
+        self.admin
             .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ?")
             .bind(&self.database)
             .bind(TABLE)
@@ -236,7 +240,7 @@ impl Sink for ClickHouseSink {
             let ddl = CREATE_TABLE_SQL
                 .replace("{database}", &self.database)
                 .replace("{datetime}", time.ddl());
-            self.client
+            self.admin
                 .query(&format!(
                     "CREATE DATABASE IF NOT EXISTS `{}`",
                     self.database
@@ -244,7 +248,7 @@ impl Sink for ClickHouseSink {
                 .execute()
                 .await
                 .map_err(|e| self.error("cannot create the database", e))?;
-            self.client
+            self.admin
                 .query(&ddl)
                 .execute()
                 .await

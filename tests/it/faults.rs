@@ -113,3 +113,13 @@ async fn a_mismatched_clickhouse_table_stops_the_relay_before_any_delete() {
     assert!(text.contains("column event_date_time is missing"), "{text}");
     assert_eq!(env.pending().await, 1, "nothing deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_a_missing_clickhouse_database() {
+    let env = TestEnv::unmigrated("ch_nodb", &crate::harness::shared().clickhouse_url).await;
+    crate::harness::clickhouse_sql(&env.ch.url)(&format!("DROP DATABASE {}", env.ch.database));
+    outbox_relay::Sink::init(&env.sink())
+        .await
+        .expect("init creates the database and the table");
+    assert!(env.delivered().await.is_empty());
+}
