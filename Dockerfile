@@ -1,0 +1,20 @@
+# Build: the full toolchain. Runtime: a slim Debian with the one binary.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY sql ./sql
+COPY benches ./benches
+RUN cargo build --release --locked --bin outbox-relay
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --no-create-home --shell /usr/sbin/nologin relay
+COPY --from=build /src/target/release/outbox-relay /usr/local/bin/outbox-relay
+USER relay
+# SIGTERM stops claiming and finishes in-flight batches (SHUTDOWN_GRACE, default 30s).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/outbox-relay"]
+CMD ["run"]
