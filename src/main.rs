@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::debug!(error = ?e, "exiting with an error");
+            // Reported to Sentry when SENTRY_DSN is set (a no-op otherwise); the guard
+            // flushes it when main returns.
+            sentry::capture_error(e.as_ref() as &(dyn std::error::Error + 'static));
             eprintln!("outbox-relay: {e:#}");
             ExitCode::from(1)
         }

@@ -259,3 +259,97 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A one-shot HTTP endpoint standing in for Sentry: records the requests it receives.
+fn fake_sentry() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Read headers, then as much body as Content-Length says.
+            loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn errors_go_to_sentry_when_a_dsn_is_set() {
+    let (port, requests) = fake_sentry();
+    let out = run(bin()
+        .arg("emit")
+        .args(["--type", "t"])
+        .env("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+        .env(
+            "SENTRY_DSN",
+            format!("http://publickey@127.0.0.1:{port}/42"),
+        ));
+    assert_clean_failure(&out, 1, "cannot connect to PostgreSQL");
+    let request = requests
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the error reached the fake Sentry");
+    assert!(request.starts_with("POST /api/42/envelope/"), "{request}");
+    assert!(
+        request.contains("cannot connect to PostgreSQL"),
+        "{request}"
+    );
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let out = run(bin()
+        .arg("emit")
+        .args(["--type", "t"])
+        .env("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut objects = 0;
+    for line in stderr.lines().filter(|l| !l.starts_with("outbox-relay: ")) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value.get("timestamp").is_some() && value.get("level").is_some(),
+            "{line}"
+        );
+        objects += 1;
+    }
+    assert!(objects > 0, "no log lines: {stderr}");
+    let out = run(bin()
+        .arg("emit")
+        .args(["--type", "t"])
+        .env("DATABASE_URL", "postgresql://h/db")
+        .env("LOG_FORMAT", "yaml"));
+    assert_clean_failure(&out, 2, "LOG_FORMAT");
+}

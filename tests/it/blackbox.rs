@@ -1,0 +1,148 @@
+//! A user's run, black-box: the binary migrates and relays, producers write plain SQL from
+//! another program (psql), and faults are injected (relay SIGKILLed and restarted, ClickHouse
+//! stopped and restarted). Every committed event ends up in ClickHouse exactly once (after
+//! FINAL), and no rolled-back event does.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{bin, clickhouse_sql, PrivateClickHouse, TestEnv};
+
+const PRODUCERS: usize = 2;
+const COMMITTED_PER_PRODUCER: usize = 3000;
+
+fn start_relay(env: &TestEnv) -> Child {
+    bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("EVENT_BATCH_SIZE", "100")
+        .env("POLL_INTERVAL", "1s")
+        .env("MAX_BACKOFF", "300ms")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the relay starts")
+}
+
+/// A psql process committing `COMMITTED_PER_PRODUCER` events (function and plain INSERT,
+/// alternately) and rolling back one ghost event every sixth transaction.
+fn start_producer(env: &TestEnv, producer: usize) -> Child {
+    let mut sql = String::from("\\set ON_ERROR_STOP on\n");
+    for n in 0..COMMITTED_PER_PRODUCER {
+        if n % 2 == 0 {
+            sql += &format!("SELECT outbox_publish('committed', '{{\"p\": {producer}, \"n\": {n}}}', 'Production');\n");
+        } else {
+            sql += &format!(
+                "BEGIN; INSERT INTO event_log (type, environment, context) VALUES ('committed', 'Production', '{{\"p\": {producer}, \"n\": {n}}}'); COMMIT;\n"
+            );
+        }
+        if n % 6 == 0 {
+            sql += &format!("BEGIN; SELECT outbox_publish('ghost', '{{\"p\": {producer}, \"n\": {n}}}'); ROLLBACK;\n");
+        }
+    }
+    let mut child = Command::new("psql")
+        .args(["-q", "-X", &env.database_url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || stdin.write_all(sql.as_bytes()));
+    child
+}
+
+fn kill(child: &mut Child) {
+    child.kill().expect("SIGKILL the relay");
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_event_arrives_once_through_faults() {
+    let clickhouse = PrivateClickHouse::start("blackbox");
+    let env = TestEnv::unmigrated("blackbox", &clickhouse.url).await;
+    let out = bin().arg("migrate").envs(env.bin_env()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut relay = start_relay(&env);
+    let producers: Vec<Child> = (0..PRODUCERS).map(|p| start_producer(&env, p)).collect();
+
+    // Faults while the producers write.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kill(&mut relay);
+    relay = start_relay(&env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    clickhouse.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    clickhouse.restart();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(&mut relay);
+    relay = start_relay(&env);
+
+    for producer in producers {
+        let out = producer.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let total = PRODUCERS * COMMITTED_PER_PRODUCER;
+    let ch = clickhouse_sql(&clickhouse.url);
+    let db = &env.ch.database;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let distinct: usize = ch(&format!("SELECT uniqExact(event_id) FROM {db}.event_log"))
+            .trim()
+            .parse()
+            .unwrap();
+        if distinct >= total && env.pending().await == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{distinct} of {total} delivered, {} pending",
+            env.pending().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    let out = relay.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ghosts = ch(&format!(
+        "SELECT count() FROM {db}.event_log WHERE event_type = 'ghost'"
+    ));
+    assert_eq!(ghosts.trim(), "0", "rolled-back events must never arrive");
+    let rows: usize = ch(&format!("SELECT count() FROM {db}.event_log"))
+        .trim()
+        .parse()
+        .unwrap();
+    let final_rows = ch(&format!("SELECT count() FROM {db}.event_log FINAL"));
+    assert_eq!(
+        final_rows.trim(),
+        total.to_string(),
+        "exactly once after FINAL"
+    );
+    // Every (producer, n) pair, once.
+    let pairs = ch(&format!(
+        "SELECT uniqExact(event_context) FROM {db}.event_log"
+    ));
+    assert_eq!(pairs.trim(), total.to_string());
+    eprintln!("blackbox: {total} committed, {rows} rows before FINAL ({} duplicates from SIGKILL), {total} after", rows - total);
+}
