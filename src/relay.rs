@@ -61,7 +61,10 @@ impl<S: Sink> Relay<S> {
     /// whose columns do not match.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let config = &self.config;
-        self.init_sink(&shutdown).await?;
+        if !self.init_sink(&shutdown).await? {
+            tracing::info!("shutdown requested before the sink was ready; nothing was claimed");
+            return Ok(());
+        }
         let session =
             crate::postgres::session_config(&self.postgres, config.idle_in_transaction_timeout());
         let pool = crate::postgres::pool(session.clone(), config.max_in_flight)?;
@@ -116,22 +119,23 @@ impl<S: Sink> Relay<S> {
         Ok(())
     }
 
-    /// Creates or checks the sink's table, retrying while the sink is unreachable.
-    async fn init_sink(&self, shutdown: &CancellationToken) -> Result<()> {
+    /// Creates or checks the sink's table, retrying while the sink is unreachable. `false`
+    /// when shutdown came first.
+    async fn init_sink(&self, shutdown: &CancellationToken) -> Result<bool> {
         let mut backoff = crate::backoff::Backoff::new(
             std::time::Duration::from_millis(100),
             self.config.max_backoff,
         );
         loop {
             match self.sink.init().await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(e) if e.kind() == ErrorKind::Config => return Err(e),
                 Err(e) => {
                     if backoff.failures() == 0 {
                         tracing::warn!(error = %format_chain(&e), "sink not ready; retrying");
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Err(Error::with_source(ErrorKind::Sink, "shut down before the sink was ready", e)),
+                        _ = shutdown.cancelled() => return Ok(false),
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }

@@ -59,35 +59,62 @@ pub fn shared() -> &'static Urls {
     URLS.get_or_init(|| parse_urls(&services(&["start"], &root().join(".services/test"))))
 }
 
-/// A ClickHouse server of a test's own, which it may kill and restart.
-pub struct PrivateClickHouse {
+/// A server of a test's own (`postgres` or `clickhouse`), which it may stop, signal and
+/// restart on the same URL.
+pub struct PrivateServer {
     pub dir: PathBuf,
     pub url: String,
+    kind: &'static str,
 }
 
-impl PrivateClickHouse {
-    pub fn start(name: &str) -> Self {
+/// A private ClickHouse server.
+pub type PrivateClickHouse = PrivateServer;
+
+impl PrivateServer {
+    fn start_kind(kind: &'static str, name: &str) -> Self {
         let dir = root().join(".services/private").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = services(&["start", "--only", "clickhouse"], &dir);
+        let _ = Command::new(root().join("scripts/services"))
+            .args(["destroy", "--dir"])
+            .arg(&dir)
+            .output();
+        let out = services(&["start", "--only", kind], &dir);
+        let key = if kind == "postgres" {
+            "DATABASE_URL="
+        } else {
+            "CLICKHOUSE_URL="
+        };
         let url = out
             .lines()
-            .find_map(|l| l.strip_prefix("CLICKHOUSE_URL="))
-            .expect("CLICKHOUSE_URL printed")
+            .find_map(|l| l.strip_prefix(key))
+            .expect("URL printed")
             .to_owned();
-        PrivateClickHouse { dir, url }
+        PrivateServer { dir, url, kind }
+    }
+
+    /// A private ClickHouse server.
+    pub fn start(name: &str) -> Self {
+        Self::start_kind("clickhouse", name)
+    }
+
+    /// A private PostgreSQL server.
+    pub fn postgres(name: &str) -> Self {
+        Self::start_kind("postgres", &format!("{name}_pg"))
     }
 
     pub fn restart(&self) {
-        services(&["start", "--only", "clickhouse"], &self.dir);
+        services(&["start", "--only", self.kind], &self.dir);
     }
 
     pub fn stop(&self) {
-        services(&["stop", "--only", "clickhouse"], &self.dir);
+        services(&["stop", "--only", self.kind], &self.dir);
+    }
+
+    pub fn signal(&self, signal: &str) {
+        services(&["signal", signal, "--only", self.kind], &self.dir);
     }
 }
 
-impl Drop for PrivateClickHouse {
+impl Drop for PrivateServer {
     fn drop(&mut self) {
         let _ = Command::new(root().join("scripts/services"))
             .args(["destroy", "--dir"])
@@ -112,7 +139,12 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`], with the sink on another ClickHouse server.
     pub async fn with_clickhouse(name: &str, clickhouse_url: &str) -> Self {
-        let env = Self::unmigrated(name, clickhouse_url).await;
+        Self::on(&shared().database_url, name, clickhouse_url).await
+    }
+
+    /// A migrated outbox on the given servers.
+    pub async fn on(postgres_url: &str, name: &str, clickhouse_url: &str) -> Self {
+        let env = Self::unmigrated_on(postgres_url, name, clickhouse_url).await;
         outbox_relay::migrate::migrate_postgres(&env.pg, true)
             .await
             .expect("migrate postgres");
@@ -125,9 +157,13 @@ impl TestEnv {
 
     /// A fresh schema and database with nothing installed.
     pub async fn unmigrated(name: &str, clickhouse_url: &str) -> Self {
-        let urls = shared();
+        Self::unmigrated_on(&shared().database_url, name, clickhouse_url).await
+    }
+
+    /// Like [`TestEnv::unmigrated`], on the PostgreSQL server at `postgres_url`.
+    pub async fn unmigrated_on(postgres_url: &str, name: &str, clickhouse_url: &str) -> Self {
         let schema = format!("t_{name}");
-        let admin = connect(&urls.database_url).await;
+        let admin = connect(postgres_url).await;
         admin
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
@@ -137,7 +173,7 @@ impl TestEnv {
         let ch = clickhouse_sql(clickhouse_url);
         ch(&format!("DROP DATABASE IF EXISTS {schema}"));
         ch(&format!("CREATE DATABASE {schema}"));
-        let database_url = format!("{}?options=-csearch_path%3D{schema}", urls.database_url);
+        let database_url = format!("{postgres_url}?options=-csearch_path%3D{schema}");
         let pg = PostgresConfig {
             config: database_url.parse().unwrap(),
             redacted_url: database_url.clone(),
