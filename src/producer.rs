@@ -23,16 +23,16 @@ use crate::event::NewEvent;
 const PUBLISH_SQL: &str = include_str!("../sql/postgres/publish.sql");
 const CREATE_USER_SQL: &str = include_str!("../sql/postgres/create_user.sql");
 
-/// Inserts `event` into `event_log` through `client` (a connection or a transaction) and
+/// Publishes `event` through `outbox_publish` on `client` (a connection or a transaction) and
 /// returns its id. It reaches the relay when the surrounding transaction commits.
 pub async fn publish(client: &impl GenericClient, event: &NewEvent) -> Result<i64> {
     let row = client
         .query_one(
             PUBLISH_SQL,
-            &[&event.event_type, &event.environment, &event.context],
+            &[&event.event_type, &event.context, &event.environment],
         )
         .await
-        .map_err(|e| Error::postgres("could not insert into event_log", e))?;
+        .map_err(|e| Error::postgres("could not publish the event", e))?;
     Ok(row.get(0))
 }
 

@@ -1,1 +1,2 @@
-INSERT INTO event_log (type, environment, context) VALUES ($1, $2, $3) RETURNING id
+-- Through the function, so a producer role needs only EXECUTE on outbox_publish.
+SELECT outbox_publish($1, $2, $3)

@@ -28,14 +28,17 @@ CREATE OR REPLACE TRIGGER event_log_notify
 -- For producers in any language: SELECT outbox_publish('user_created', '{"id": 1}'::jsonb).
 -- Without an environment it takes the setting outbox.environment (e.g.
 -- ALTER DATABASE app SET outbox.environment = 'Production'), else 'Local'.
--- search_path is pinned (FROM CURRENT: the one migrate ran with) so the function finds its own
--- event_log whatever the caller's search_path.
+-- SECURITY DEFINER: a producer needs only EXECUTE on it (sql/postgres/roles.sql), not
+-- privileges on the table (RETURNING id would need SELECT). search_path is pinned (FROM
+-- CURRENT: the one migrate ran with), as SECURITY DEFINER requires for safety, so the function
+-- finds its own event_log whatever the caller's search_path.
 CREATE OR REPLACE FUNCTION outbox_publish(
     event_type  text,
     context     jsonb DEFAULT '{}',
     environment text  DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
     INSERT INTO event_log (type, context, environment)

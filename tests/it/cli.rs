@@ -353,3 +353,24 @@ fn log_format_json_writes_one_object_per_line() {
         .env("LOG_FORMAT", "yaml"));
     assert_clean_failure(&out, 2, "LOG_FORMAT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_clickhouse_credentials_are_named_and_not_echoed() {
+    let env = TestEnv::unmigrated("credentials", &crate::harness::shared().clickhouse_url).await;
+    let out = run(bin()
+        .arg("migrate")
+        .envs(env.bin_env())
+        .env("CLICKHOUSE_USER", "relay")
+        .env("CLICKHOUSE_PASSWORD", "not-the-password"));
+    assert_clean_failure(&out, 1, "relay");
+    let all = text(&out);
+    assert!(all.to_lowercase().contains("password"), "{all}");
+    assert!(!all.contains("not-the-password"), "{all}");
+    // The right password works (scripts/services creates relay / relay-secret).
+    let out = run(bin()
+        .arg("migrate")
+        .envs(env.bin_env())
+        .env("CLICKHOUSE_USER", "relay")
+        .env("CLICKHOUSE_PASSWORD", "relay-secret"));
+    assert!(out.status.success(), "{}", text(&out));
+}
