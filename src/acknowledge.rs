@@ -1,12 +1,27 @@
-//! Stage 5, acknowledge: delete what the sink has, and commit the claim.
+//! Stage 5, acknowledge: delete what the sink has (and move what it refused to the
+//! dead-letter table), and commit the claim.
 
 use crate::claim::Claim;
+use crate::deliver::Refused;
 use crate::error::{Error, Result};
 
 const ACKNOWLEDGE_SQL: &str = include_str!("../sql/postgres/acknowledge.sql");
+const DEAD_LETTER_SQL: &str = include_str!("../sql/postgres/dead_letter.sql");
 
-/// Deletes the claim's events and commits. Call only after the sink stored them all.
-pub async fn acknowledge(claim: Claim<'_>) -> Result<()> {
+/// Dead-letters `refused`, deletes all the claim's events and commits, atomically. Call only
+/// after the sink stored every event not in `refused`.
+pub async fn acknowledge(claim: Claim<'_>, refused: &[Refused]) -> Result<()> {
+    if !refused.is_empty() {
+        let ids: Vec<i64> = refused.iter().map(|r| r.id).collect();
+        let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+        claim
+            .tx
+            .execute(DEAD_LETTER_SQL, &[&ids, &reasons])
+            .await
+            .map_err(|e| {
+                Error::postgres("could not move refused events to event_log_dead_letter", e)
+            })?;
+    }
     let ids: Vec<i64> = claim.events.iter().map(|e| e.id).collect();
     let statement = claim
         .tx

@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Inspect events the sink refused, and move them back to be delivered again.
+    DeadLetter {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
     /// Write one event into the outbox.
     Emit {
         #[command(flatten)]
@@ -63,6 +68,34 @@ pub enum Command {
         /// Event context: a JSON document.
         #[arg(long, value_name = "JSON", default_value = "{}")]
         context: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead-lettered events not yet replayed, with the reason each was refused.
+    List {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead-lettered events back into event_log, keeping their ids.
+    Replay {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        /// An event id to replay (repeatable).
+        #[arg(
+            long = "id",
+            value_name = "ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        ids: Vec<i64>,
+        /// Replay every dead-lettered event.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -159,6 +192,15 @@ pub struct RelayArgs {
         value_name = "DURATION"
     )]
     pub max_backoff: String,
+    /// Largest event sent (context + type + environment, in bytes); larger ones go to the
+    /// dead-letter table with the reason.
+    #[arg(
+        long,
+        env = "MAX_EVENT_BYTES",
+        default_value = "8388608",
+        value_name = "BYTES"
+    )]
+    pub max_event_bytes: String,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,15 @@ pub enum Command {
         postgres: PostgresConfig,
         event: crate::NewEvent,
     },
+    DeadLetterList {
+        postgres: PostgresConfig,
+        json: bool,
+    },
+    DeadLetterReplay {
+        postgres: PostgresConfig,
+        ids: Vec<i64>,
+        all: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +110,9 @@ pub struct RelayConfig {
     pub shutdown_grace: Duration,
     /// Cap of the retry backoff after failed batches.
     pub max_backoff: Duration,
+    /// Events larger than this (context + type + environment bytes) are dead-lettered
+    /// instead of sent.
+    pub max_event_bytes: usize,
 }
 
 impl RelayConfig {
@@ -121,6 +133,7 @@ impl Default for RelayConfig {
             insert_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
+            max_event_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -205,6 +218,17 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
                 name,
             }
         }
+        cli::Command::DeadLetter { command } => match command {
+            cli::DeadLetterCommand::List { postgres, json } => Command::DeadLetterList {
+                postgres: postgres_config(&postgres)?,
+                json,
+            },
+            cli::DeadLetterCommand::Replay { postgres, ids, all } => Command::DeadLetterReplay {
+                postgres: postgres_config(&postgres)?,
+                ids,
+                all,
+            },
+        },
         cli::Command::Emit {
             postgres,
             event,
@@ -298,6 +322,11 @@ fn relay_config(args: &cli::RelayArgs) -> Result<RelayConfig, ConfigError> {
         insert_timeout: duration("INSERT_TIMEOUT (--insert-timeout)", &args.insert_timeout)?,
         shutdown_grace: duration("SHUTDOWN_GRACE (--shutdown-grace)", &args.shutdown_grace)?,
         max_backoff: duration("MAX_BACKOFF (--max-backoff)", &args.max_backoff)?,
+        max_event_bytes: positive(
+            "MAX_EVENT_BYTES (--max-event-bytes)",
+            &args.max_event_bytes,
+            1 << 30,
+        )?,
     };
     Ok(config)
 }

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Timeout,
     /// The caller's input was rejected (e.g. invalid JSON, a duplicate email).
     InvalidInput,
+    /// The sink refused the data itself and always will (a value it cannot store, a parse
+    /// or size error): retrying the same events cannot help. The relay isolates the
+    /// offending events and dead-letters them.
+    Rejected,
 }
 
 impl fmt::Display for ErrorKind {
@@ -32,6 +36,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Sink => "sink",
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Rejected => "rejected",
         })
     }
 }

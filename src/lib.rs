@@ -24,6 +24,8 @@ pub mod backoff;
 pub mod claim;
 pub mod cli;
 pub mod config;
+pub mod dead_letter;
+pub mod deliver;
 mod error;
 mod event;
 pub mod listen;

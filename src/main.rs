@@ -87,6 +87,41 @@ fn try_main(command: Command) -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::DeadLetterList { postgres, json } => {
+                let client = outbox_relay::postgres::connect(&postgres).await?;
+                let letters = outbox_relay::dead_letter::list(&client).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&letters)?);
+                } else if letters.is_empty() {
+                    println!("no dead letters");
+                } else {
+                    println!(
+                        "{:>10}  {:<20}  {:<29}  {:>8}  error",
+                        "id", "type", "failed_at", "attempts"
+                    );
+                    for l in &letters {
+                        println!(
+                            "{:>10}  {:<20}  {:<29}  {:>8}  {}",
+                            l.id, l.event_type, l.failed_at, l.attempts, l.error
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Command::DeadLetterReplay { postgres, ids, all } => {
+                let mut client = outbox_relay::postgres::connect(&postgres).await?;
+                let replayed = outbox_relay::dead_letter::replay(&mut client, &ids, all).await?;
+                let missing: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !replayed.contains(id))
+                    .collect();
+                println!("replayed {} event(s) into event_log", replayed.len());
+                if !missing.is_empty() {
+                    anyhow::bail!("no dead letter waiting for id(s) {missing:?}");
+                }
+                Ok(())
+            }
             Command::Emit { postgres, event } => {
                 let client = outbox_relay::postgres::connect(&postgres).await?;
                 let id = outbox_relay::publish(&client, &event).await?;

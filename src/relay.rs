@@ -31,6 +31,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Batches rolled back after a failure.
     pub failed_batches: AtomicU64,
+    /// Events the sink refused, moved to the dead-letter table.
+    pub dead_lettered: AtomicU64,
 }
 
 /// A relay from one PostgreSQL outbox to one sink.
@@ -152,12 +154,8 @@ async fn deliver_batch<S: Sink>(
     stats: &Stats,
     ticket: Ticket,
 ) -> Outcome {
-    match try_deliver_batch(pool, sink, config).await {
+    match try_deliver_batch(pool, sink, config, stats).await {
         Ok(n) => {
-            if n > 0 {
-                stats.delivered.fetch_add(n as u64, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-            }
             if n >= config.batch_size {
                 Outcome::Full
             } else {
@@ -176,6 +174,7 @@ async fn try_deliver_batch<S: Sink>(
     pool: &deadpool_postgres::Pool,
     sink: &S,
     config: &RelayConfig,
+    stats: &Stats,
 ) -> Result<usize> {
     let started = Instant::now();
     let mut client = pool.get().await.map_err(|e| {
@@ -193,23 +192,29 @@ async fn try_deliver_batch<S: Sink>(
     }
     let (first_id, last_id) = (claim.events[0].id, claim.events[count - 1].id);
     let claimed = started.elapsed();
-    match tokio::time::timeout(config.insert_timeout, sink.insert(&claim.events)).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{} insert of events {first_id}..={last_id} took longer than {:?}",
-                    sink.name(),
-                    config.insert_timeout
-                ),
-            ))
-        }
-    }
+    let refused = crate::deliver::deliver(
+        sink,
+        &claim.events,
+        config.insert_timeout,
+        config.max_event_bytes,
+    )
+    .await?;
     let inserted = started.elapsed();
-    crate::acknowledge::acknowledge(claim).await?;
+    crate::acknowledge::acknowledge(claim, &refused).await?;
+    if !refused.is_empty() {
+        stats
+            .dead_lettered
+            .fetch_add(refused.len() as u64, Ordering::Relaxed);
+        tracing::error!(
+            count = refused.len(),
+            ids = ?refused.iter().map(|r| r.id).collect::<Vec<_>>(),
+            first_reason = %refused[0].reason,
+            "events refused by the sink moved to event_log_dead_letter"
+        );
+    }
     tracing::info!(
         count,
+        dead_lettered = refused.len(),
         first_id,
         last_id,
         claim_ms = claimed.as_secs_f64() * 1e3,
@@ -218,6 +223,10 @@ async fn try_deliver_batch<S: Sink>(
         duration_ms = started.elapsed().as_secs_f64() * 1e3,
         "batch delivered"
     );
+    stats
+        .delivered
+        .fetch_add((count - refused.len()) as u64, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
     Ok(count)
 }
 

@@ -3,7 +3,7 @@
 --   psql "$DATABASE_URL" -v relay_password="'…'" -f sql/postgres/roles.sql
 -- then give the relay  postgresql://outbox_relay:…@host/db  as DATABASE_URL.
 --
--- outbox_relay:    reads and deletes delivered events. SELECT … FOR UPDATE needs the UPDATE
+-- outbox_relay:    reads and deletes delivered events, moves refused ones to the dead letters. SELECT … FOR UPDATE needs the UPDATE
 --                  privilege on some column; it gets it on `id` only, which, being
 --                  GENERATED ALWAYS, cannot be updated anyway. LISTEN needs no privilege.
 -- outbox_producer: writes events (directly or through outbox_publish), reads nothing back.
@@ -27,6 +27,9 @@ $$;
 
 GRANT SELECT, DELETE ON event_log TO outbox_relay;
 GRANT UPDATE (id) ON event_log TO outbox_relay;
+-- Dead letters: INSERT, plus what its ON CONFLICT counter needs (read and bump attempts).
+GRANT SELECT (id, attempts), INSERT ON event_log_dead_letter TO outbox_relay;
+GRANT UPDATE (error, failed_at, attempts, replayed_at) ON event_log_dead_letter TO outbox_relay;
 
 GRANT INSERT (type, created_at, environment, context) ON event_log TO outbox_producer;
 GRANT EXECUTE ON FUNCTION outbox_publish(text, jsonb, text) TO outbox_producer;

@@ -49,3 +49,20 @@ AS $$
     )
     RETURNING id
 $$;
+
+-- Events a sink permanently refused (a value it cannot store, over the size limit), moved
+-- here by the relay in the same transaction that deletes them from event_log: nothing is
+-- lost, and the stream does not stall behind one bad event. `outbox-relay dead-letter
+-- replay` moves them back (same id, so a sink that collapses by id never double counts);
+-- the row stays with replayed_at set, and attempts counts how often it was dead-lettered.
+CREATE TABLE IF NOT EXISTS event_log_dead_letter (
+    id          bigint      PRIMARY KEY,
+    type        text        NOT NULL,
+    created_at  timestamptz NOT NULL,
+    environment text        NOT NULL,
+    context     jsonb       NOT NULL,
+    error       text        NOT NULL,
+    failed_at   timestamptz NOT NULL DEFAULT now(),
+    attempts    integer     NOT NULL DEFAULT 1,
+    replayed_at timestamptz
+);

@@ -119,11 +119,11 @@ impl ClickHouseSink {
     }
 
     fn error(&self, what: &str, e: clickhouse::error::Error) -> Error {
-        Error::with_source(
-            ErrorKind::Sink,
-            format!("ClickHouse at {}: {what}", self.url),
-            e,
-        )
+        let kind = match &e {
+            clickhouse::error::Error::BadResponse(text) => classify(text),
+            _ => ErrorKind::Sink,
+        };
+        Error::with_source(kind, format!("ClickHouse at {}: {what}", self.url), e)
     }
 
     /// The server's (major, minor) version.
@@ -155,6 +155,44 @@ impl ClickHouseSink {
         }
         self.init().await?;
         Ok(*self.time.get().expect("init sets the time column"))
+    }
+}
+
+/// Sorts a ClickHouse exception ("Code: 27, e.displayText() = …" on old servers, "Code: 27.
+/// DB::Exception: …" on new ones) into data the server will never accept
+/// ([`ErrorKind::Rejected`]) and everything else ([`ErrorKind::Sink`], retried). Unknown
+/// codes are retried: a wrong guess there delays events, a wrong guess the other way would
+/// dead-letter good ones.
+fn classify(response: &str) -> ErrorKind {
+    let code = response
+        .split("Code:")
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+        })
+        .and_then(|digits| digits.parse::<u32>().ok());
+    match code {
+        // Parse, type, conversion and size errors: this data cannot be stored as it is.
+        Some(
+            6   // CANNOT_PARSE_TEXT
+            | 26 | 27 // CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_INPUT_ASSERTION_FAILED
+            | 32 | 33 // ATTEMPT_TO_READ_AFTER_EOF, CANNOT_READ_ALL_DATA
+            | 38 | 41 // CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME
+            | 53 | 70 | 72 // TYPE_MISMATCH, CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER
+            | 69 // ARGUMENT_OUT_OF_BOUND
+            | 117 // INCORRECT_DATA
+            | 131 // TOO_LARGE_STRING_SIZE
+            | 321 // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+            | 395 // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (throwIf in a materialized view)
+            | 469 // VIOLATED_CONSTRAINT
+            | 1001, // STD_EXCEPTION while parsing
+        ) => ErrorKind::Rejected,
+        // Everything else, notably network errors, timeouts (159, 209, 210), TOO_MANY_PARTS
+        // (252), memory limits (241), too many queries (202), missing tables or columns
+        // (60, 16: an operator can fix those), and authentication (516, 192, 193).
+        _ => ErrorKind::Sink,
     }
 }
 
@@ -205,21 +243,29 @@ fn check_columns(database: &str, columns: &[(String, String)]) -> Result<TimeCol
     }
 }
 
-fn seconds(event: &Event) -> Result<u32> {
-    u32::try_from(event.created_at.unix_timestamp()).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "event {}: created_at {} does not fit a DateTime column",
-                event.id, event.created_at
-            ),
-        )
-    })
+fn out_of_range(event: &Event, column: &str) -> Error {
+    Error::new(
+        ErrorKind::Rejected,
+        format!(
+            "event {}: created_at {} is outside the range of {column}",
+            event.id, event.created_at
+        ),
+    )
 }
 
-fn micros(event: &Event) -> i64 {
-    // i128 nanoseconds / 1000 fits i64 for any timestamptz PostgreSQL can hold.
-    (event.created_at.unix_timestamp_nanos() / 1000) as i64
+fn seconds(event: &Event) -> Result<u32> {
+    u32::try_from(event.created_at.unix_timestamp()).map_err(|_| out_of_range(event, "DateTime"))
+}
+
+/// DateTime64 holds 1900-01-01 to 2299-12-31; outside it ClickHouse would store garbage.
+fn micros(event: &Event) -> Result<i64> {
+    const MIN: i64 = -2_208_988_800; // 1900-01-01T00:00:00Z
+    const MAX: i64 = 10_413_791_999; // 2299-12-31T23:59:59Z
+    let seconds = event.created_at.unix_timestamp();
+    if !(MIN..=MAX).contains(&seconds) {
+        return Err(out_of_range(event, "DateTime64"));
+    }
+    Ok((event.created_at.unix_timestamp_nanos() / 1000) as i64)
 }
 
 impl Sink for ClickHouseSink {
@@ -269,7 +315,7 @@ impl Sink for ClickHouseSink {
                     let row = Row64 {
                         event_id: e.id as u64,
                         event_type: &e.event_type,
-                        event_date_time: micros(e),
+                        event_date_time: micros(e)?,
                         environment: &e.environment,
                         event_context: &e.context,
                     };
@@ -335,5 +381,31 @@ impl Sink for ClickHouseSink {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickhouse_errors_are_classified() {
+        let old = "Code: 27, e.displayText() = DB::Exception: Cannot parse input, e.what() = DB::Exception";
+        let new = "Code: 395. DB::Exception: Value passed to 'throwIf' function is non-zero. (FUNCTION_THROW_IF_VALUE_IS_NON_ZERO)";
+        assert_eq!(classify(old), ErrorKind::Rejected);
+        assert_eq!(classify(new), ErrorKind::Rejected);
+        assert_eq!(
+            classify("Code: 252. DB::Exception: Too many parts (300)."),
+            ErrorKind::Sink
+        );
+        assert_eq!(
+            classify("Code: 241, e.displayText() = DB::Exception: Memory limit exceeded"),
+            ErrorKind::Sink
+        );
+        assert_eq!(
+            classify("Code: 60. DB::Exception: Table x.event_log does not exist."),
+            ErrorKind::Sink
+        );
+        assert_eq!(classify("502 Bad Gateway"), ErrorKind::Sink);
     }
 }

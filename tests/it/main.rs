@@ -6,3 +6,4 @@ mod cli;
 mod delivery;
 mod faults;
 mod harness;
+mod poison;
