@@ -374,3 +374,84 @@ async fn wrong_clickhouse_credentials_are_named_and_not_echoed() {
         .env("CLICKHOUSE_PASSWORD", "relay-secret"));
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_postgres_password_is_named_and_not_echoed() {
+    let env = TestEnv::new("pg_password").await;
+    // scripts/services makes this one role authenticate with a password.
+    env.client
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'outbox_password_test') THEN
+                 CREATE ROLE outbox_password_test LOGIN PASSWORD 'right-password';
+               END IF;
+             END $$",
+        )
+        .await
+        .unwrap();
+    let url = crate::harness::shared().database_url.replacen(
+        "postgres@",
+        "outbox_password_test:wrong-password@",
+        1,
+    );
+    let out = run(bin()
+        .args(["emit", "--type", "t"])
+        .env("DATABASE_URL", &url));
+    assert_clean_failure(
+        &out,
+        1,
+        "password authentication failed for user \"outbox_password_test\"",
+    );
+    assert!(!text(&out).contains("wrong-password"), "{}", text(&out));
+    assert!(
+        text(&out).contains("outbox_password_test:***@"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_the_logs() {
+    let env = TestEnv::new("secrets").await;
+    let database_url = env
+        .database_url
+        .replacen("postgres@", "postgres:pg-secret-1@", 1);
+    let mut child = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("DATABASE_URL", &database_url)
+        .env("CLICKHOUSE_USER", "relay")
+        .env("CLICKHOUSE_PASSWORD", "relay-secret")
+        .env("SENTRY_DSN", "http://sentry-secret-key@127.0.0.1:9/1")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    outbox_relay::publish(
+        &env.client,
+        &outbox_relay::NewEvent {
+            event_type: "t".into(),
+            environment: "Local".into(),
+            context: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    unsafe_kill(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(
+        logs.contains("configuration"),
+        "the effective configuration is logged: {logs}"
+    );
+    for secret in ["pg-secret-1", "relay-secret", "sentry-secret-key"] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
