@@ -117,10 +117,7 @@ async fn main() {
         .batch_execute(&format!("CREATE SCHEMA {SCHEMA}"))
         .await
         .unwrap();
-    let pg = PostgresConfig {
-        config: database_url.parse().unwrap(),
-        redacted_url: database_url.clone(),
-    };
+    let pg = PostgresConfig::parse(&database_url).unwrap();
     let ch = ClickHouseConfig {
         url: ch_url,
         database: SCHEMA.into(),
@@ -130,7 +127,7 @@ async fn main() {
     outbox_relay::migrate::migrate_postgres(&pg, false)
         .await
         .unwrap();
-    let sink = ClickHouseSink::new(&ch);
+    let sink = ClickHouseSink::new(&ch).unwrap();
     sink.init().await.unwrap();
     let version = sink.server_version().await.unwrap();
     let mut client = connect(&database_url).await;
@@ -146,8 +143,12 @@ async fn main() {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let relay = tokio::spawn(
-        Relay::new(pg.clone(), ClickHouseSink::new(&ch), RelayConfig::default())
-            .run(shutdown.clone()),
+        Relay::new(
+            pg.clone(),
+            ClickHouseSink::new(&ch).unwrap(),
+            RelayConfig::default(),
+        )
+        .run(shutdown.clone()),
     );
     while pending(&client).await > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;

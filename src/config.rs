@@ -65,6 +65,73 @@ pub struct PostgresConfig {
     pub config: tokio_postgres::Config,
     /// The URL with its password replaced, for logs and errors.
     pub redacted_url: String,
+    /// `sslrootcert` from the URL: extra roots to verify the server's certificate with.
+    pub ssl_root_cert: Option<std::path::PathBuf>,
+}
+
+impl PostgresConfig {
+    /// Parses a libpq URL or key=value string. `sslrootcert`, which tokio-postgres does not
+    /// know, is taken out and kept for the TLS setup.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        const SETTING: &str = "DATABASE_URL (--database-url)";
+        let redacted_url = redact_url(url);
+        if url.trim().is_empty() {
+            return Err(invalid(SETTING, "must not be empty"));
+        }
+        let (url_without, ssl_root_cert) = take_param(url, "sslrootcert");
+        // tokio-postgres' own error text never echoes the URL, so the password cannot leak here.
+        let config: tokio_postgres::Config = url_without
+            .parse()
+            .map_err(|e| invalid(SETTING, format!("cannot parse '{redacted_url}': {e}")))?;
+        if config.get_hosts().is_empty() {
+            return Err(invalid(SETTING, format!("'{redacted_url}' names no host")));
+        }
+        Ok(PostgresConfig {
+            config,
+            redacted_url,
+            ssl_root_cert: ssl_root_cert.map(Into::into),
+        })
+    }
+}
+
+/// Removes `key` from a libpq URL's query string or a key=value connection string.
+fn take_param(url: &str, key: &str) -> (String, Option<String>) {
+    let prefix = format!("{key}=");
+    if url.contains("://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_owned(), None);
+        };
+        let mut value = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.strip_prefix(&prefix) {
+                Some(v) => {
+                    value = Some(v.replace("%2F", "/").replace("%2f", "/"));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let rebuilt = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rebuilt, value)
+    } else {
+        let mut value = None;
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|pair| match pair.strip_prefix(&prefix) {
+                Some(v) => {
+                    value = Some(v.to_owned());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept.join(" "), value)
+    }
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -258,23 +325,7 @@ fn environment(args: &cli::EventArgs) -> Result<String, ConfigError> {
 }
 
 fn postgres_config(args: &cli::PostgresArgs) -> Result<PostgresConfig, ConfigError> {
-    const SETTING: &str = "DATABASE_URL (--database-url)";
-    let redacted_url = redact_url(&args.database_url);
-    if args.database_url.trim().is_empty() {
-        return Err(invalid(SETTING, "must not be empty"));
-    }
-    // tokio-postgres' own error text never echoes the URL, so the password cannot leak here.
-    let config: tokio_postgres::Config = args
-        .database_url
-        .parse()
-        .map_err(|e| invalid(SETTING, format!("cannot parse '{redacted_url}': {e}")))?;
-    if config.get_hosts().is_empty() {
-        return Err(invalid(SETTING, format!("'{redacted_url}' names no host")));
-    }
-    Ok(PostgresConfig {
-        config,
-        redacted_url,
-    })
+    PostgresConfig::parse(&args.database_url)
 }
 
 fn clickhouse_config(args: cli::ClickHouseArgs) -> Result<ClickHouseConfig, ConfigError> {
@@ -284,13 +335,6 @@ fn clickhouse_config(args: cli::ClickHouseArgs) -> Result<ClickHouseConfig, Conf
         return Err(invalid(
             "CLICKHOUSE_URL (--clickhouse-url)",
             format!("'{}' is not an http:// or https:// URL", redact_url(&url)),
-        ));
-    }
-    if url.starts_with("https://") {
-        // TLS to ClickHouse is not built in yet; say so rather than fail at the first insert.
-        return Err(invalid(
-            "CLICKHOUSE_URL (--clickhouse-url)",
-            "https:// is not supported yet; use http:// (e.g. through a local TLS proxy)",
         ));
     }
     if !is_identifier(&args.clickhouse_database) {
@@ -478,6 +522,32 @@ mod tests {
             err.contains("--context") && err.contains("not valid JSON"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url() {
+        let pg = PostgresConfig::parse(
+            "postgresql://u@h/db?sslmode=require&sslrootcert=%2Ftmp%2Fca.pem&options=-cx%3Dy",
+        )
+        .unwrap();
+        assert_eq!(
+            pg.ssl_root_cert.as_deref(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
+        assert_eq!(
+            pg.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let pg =
+            PostgresConfig::parse("host=h dbname=db sslrootcert=/ca.pem sslmode=require").unwrap();
+        assert_eq!(
+            pg.ssl_root_cert.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert!(PostgresConfig::parse("postgresql://h/db")
+            .unwrap()
+            .ssl_root_cert
+            .is_none());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! # -> outbox_relay::Result<()> {
 //! use outbox_relay::{config::RelayConfig, ClickHouseSink, Relay};
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! Relay::new(pg, ClickHouseSink::new(&ch), RelayConfig::default()).run(shutdown).await
+//! Relay::new(pg, ClickHouseSink::new(&ch)?, RelayConfig::default()).run(shutdown).await
 //! # }
 //! ```
 
@@ -36,6 +36,7 @@ pub mod relay;
 pub mod schedule;
 pub mod sink;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, NewEvent};

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -22,6 +23,7 @@ use crate::backoff::Backoff;
 /// Owns the LISTEN connection; [`Listener::run`] until shutdown.
 pub struct Listener {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     wake: Arc<Notify>,
     connected: Arc<AtomicBool>,
     max_backoff: Duration,
@@ -31,12 +33,14 @@ pub struct Listener {
 impl Listener {
     pub fn new(
         config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
         wake: Arc<Notify>,
         max_backoff: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         Listener {
             config,
+            tls,
             wake,
             connected: Arc::new(AtomicBool::new(false)),
             max_backoff,
@@ -74,7 +78,7 @@ impl Listener {
 
     /// One connection's life: connect, LISTEN, forward notifications until it fails.
     async fn session(&self, backoff: &mut Backoff) -> String {
-        let (client, connection) = match self.config.connect(NoTls).await {
+        let (client, connection) = match self.config.connect(self.tls.clone()).await {
             Ok(pair) => pair,
             Err(e) => return format!("cannot connect: {e}"),
         };

@@ -54,7 +54,7 @@ fn try_main(command: Command) -> anyhow::Result<()> {
             } => {
                 let schema = outbox_relay::migrate::migrate_postgres(&postgres, demo).await?;
                 tracing::info!(%schema, "PostgreSQL outbox installed");
-                let sink = ClickHouseSink::new(&clickhouse);
+                let sink = ClickHouseSink::new(&clickhouse)?;
                 outbox_relay::migrate::migrate_sink(&sink).await?;
                 tracing::info!(database = %clickhouse.database, "ClickHouse table event_log ready");
                 Ok(())
@@ -67,7 +67,7 @@ fn try_main(command: Command) -> anyhow::Result<()> {
                 tracing::info!(?postgres, ?clickhouse, ?relay, "configuration");
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                Relay::new(postgres, ClickHouseSink::new(&clickhouse), relay)
+                Relay::new(postgres, ClickHouseSink::new(&clickhouse)?, relay)
                     .run(shutdown)
                     .await?;
                 Ok(())

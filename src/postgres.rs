@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -29,10 +28,10 @@ pub fn session_config(pg: &PostgresConfig, idle_in_tx: Duration) -> tokio_postgr
 
 /// A pool of `size` connections. Recycling is `Fast`: a claim's transaction always ends in
 /// commit or rollback, and `Clean` would run `DISCARD ALL`, losing prepared statements.
-pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+pub fn pool(pg: &PostgresConfig, config: tokio_postgres::Config, size: usize) -> Result<Pool> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        crate::tls::postgres(pg)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -48,12 +47,15 @@ pub async fn connect(pg: &PostgresConfig) -> Result<tokio_postgres::Client> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        Error::postgres(
-            format!("cannot connect to PostgreSQL at {}", pg.redacted_url),
-            e,
-        )
-    })?;
+    let (client, connection) = config
+        .connect(crate::tls::postgres(pg)?)
+        .await
+        .map_err(|e| {
+            Error::postgres(
+                format!("cannot connect to PostgreSQL at {}", pg.redacted_url),
+                e,
+            )
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection ended");

@@ -69,12 +69,13 @@ impl<S: Sink> Relay<S> {
         }
         let session =
             crate::postgres::session_config(&self.postgres, config.idle_in_transaction_timeout());
-        let pool = crate::postgres::pool(session.clone(), config.max_in_flight)?;
+        let pool = crate::postgres::pool(&self.postgres, session.clone(), config.max_in_flight)?;
 
         let wake = Arc::new(Notify::new());
         let listener_stop = CancellationToken::new();
         let listener = Listener::new(
             session,
+            crate::tls::postgres(&self.postgres)?,
             wake.clone(),
             config.max_backoff,
             listener_stop.clone(),

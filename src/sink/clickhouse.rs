@@ -88,12 +88,19 @@ pub struct ClickHouseSink {
 }
 
 impl ClickHouseSink {
-    /// A sink for `config`. No I/O until the first call.
-    pub fn new(config: &ClickHouseConfig) -> Self {
+    /// A sink for `config`. Reads the TLS roots; no network I/O until the first call.
+    pub fn new(config: &ClickHouseConfig) -> Result<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Let https:// URLs through to the TLS layer below.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(None)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             // Below the server's keep-alive timeout (3 s before 23.11), so we never reuse a
             // connection the server is closing.
@@ -109,13 +116,13 @@ impl ClickHouseSink {
         if let Some(password) = &config.password {
             client = client.with_password(password);
         }
-        ClickHouseSink {
+        Ok(ClickHouseSink {
             admin: client.clone().with_database("system"),
             client,
             database: config.database.clone(),
             url: redact_url(&config.url),
             time: OnceLock::new(),
-        }
+        })
     }
 
     fn error(&self, what: &str, e: clickhouse::error::Error) -> Error {

@@ -39,6 +39,8 @@ async fn clickhouse_down_keeps_events_until_it_returns() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A 3-second outage: several backoff rounds (capped at 500 ms here).
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(down.elapsed())).await;
     assert_eq!(
         env.pending().await,
         20,
@@ -323,10 +325,7 @@ async fn the_least_privilege_relay_role_is_enough_and_no_more() {
 
     // The relay, connected as outbox_relay, delivers and deletes.
     let relay_url = as_role("outbox_relay");
-    let pg = outbox_relay::config::PostgresConfig {
-        config: relay_url.parse().unwrap(),
-        redacted_url: relay_url,
-    };
+    let pg = outbox_relay::config::PostgresConfig::parse(&relay_url).unwrap();
     let relay = outbox_relay::Relay::new(pg, env.sink(), relay_config());
     let stats = relay.stats();
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -347,4 +346,93 @@ async fn the_least_privilege_relay_role_is_enough_and_no_more() {
         denied.code(),
         Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_both_servers_with_a_private_ca() {
+    // Private servers with TLS (scripts/services --tls): PostgreSQL with ssl=on, ClickHouse
+    // with an https port, both certified by a throwaway CA.
+    let dir = crate::harness::root().join(".services/private/tls");
+    let _ = std::process::Command::new(crate::harness::root().join("scripts/services"))
+        .args(["destroy", "--dir"])
+        .arg(&dir)
+        .output();
+    let out = crate::harness::services(&["start", "--tls"], &dir);
+    let get = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .to_owned()
+    };
+    let (pg_url, https_url, ca) = (
+        get("DATABASE_URL="),
+        get("CLICKHOUSE_HTTPS_URL="),
+        get("TLS_CA="),
+    );
+    let env = TestEnv::unmigrated_on(&pg_url, "tls", &get("CLICKHOUSE_URL=")).await;
+    let tls_url = format!("{}&sslmode=require&sslrootcert={ca}", env.database_url);
+
+    // Without the CA the certificates cannot be verified: a clear error, nothing written.
+    let out = crate::harness::bin()
+        .args(["migrate"])
+        .envs(env.bin_env())
+        .env(
+            "DATABASE_URL",
+            &tls_url.replace(&format!("&sslrootcert={ca}"), ""),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cannot connect to PostgreSQL")
+            && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+
+    // With it (sslrootcert for PostgreSQL, SSL_CERT_FILE for ClickHouse), migrate and run work.
+    let tls_env = |cmd: &mut std::process::Command| {
+        cmd.envs(env.bin_env())
+            .env("DATABASE_URL", &tls_url)
+            .env("CLICKHOUSE_URL", &https_url)
+            .env("SSL_CERT_FILE", &ca);
+    };
+    let mut migrate = crate::harness::bin();
+    migrate.arg("migrate");
+    tls_env(&mut migrate);
+    let out = migrate.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = crate::harness::bin();
+    run.arg("run").stderr(std::process::Stdio::piped());
+    tls_env(&mut run);
+    let relay = run.spawn().unwrap();
+    publish(&env.client, &event(1)).await.unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    let encrypted: i64 = env
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'outbox-relay' AND s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "the relay's sessions use TLS");
+    std::process::Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    let out = relay.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::harness::services(&["destroy"], &dir);
 }

@@ -174,10 +174,7 @@ impl TestEnv {
         ch(&format!("DROP DATABASE IF EXISTS {schema}"));
         ch(&format!("CREATE DATABASE {schema}"));
         let database_url = format!("{postgres_url}?options=-csearch_path%3D{schema}");
-        let pg = PostgresConfig {
-            config: database_url.parse().unwrap(),
-            redacted_url: database_url.clone(),
-        };
+        let pg = PostgresConfig::parse(&database_url).unwrap();
         let client = connect(&database_url).await;
         TestEnv {
             database_url,
@@ -193,7 +190,7 @@ impl TestEnv {
     }
 
     pub fn sink(&self) -> ClickHouseSink {
-        ClickHouseSink::new(&self.ch)
+        ClickHouseSink::new(&self.ch).expect("sink")
     }
 
     /// Starts a relay in this process.
