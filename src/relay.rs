@@ -165,8 +165,12 @@ async fn deliver_batch<S: Sink>(
         }
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %format_chain(&e), kind = %e.kind(), sink = sink.name(), "batch rolled back");
-            Outcome::Failed
+            Outcome::Failed(format!(
+                "{} ({} error, sink {})",
+                format_chain(&e),
+                e.kind(),
+                sink.name()
+            ))
         }
     }
 }

@@ -30,14 +30,15 @@ pub struct Ticket {
 }
 
 /// How a batch ended, reported back to the scheduler.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// The claim came back full: there is probably more.
     Full,
     /// The claim came back short (or empty): nothing more was unclaimed at its snapshot.
     Drained(Ticket),
-    /// The batch was rolled back; its events stay and will be claimed again.
-    Failed,
+    /// The batch was rolled back; its events stay and will be claimed again. Carries the
+    /// error, logged once when delivery starts failing rather than on every retry.
+    Failed(String),
 }
 
 pub struct Scheduler {
@@ -143,14 +144,17 @@ impl Scheduler {
                     self.credits = 0;
                 }
             }
-            Outcome::Failed => {
+            Outcome::Failed(error) => {
                 let delay = self.backoff.next_delay();
+                // Once per outage, at ERROR (and so to Sentry); every retry only at DEBUG.
                 if self.backoff.failures() == 1 {
-                    tracing::warn!(
-                        "delivery is failing; retrying with backoff (events stay in PostgreSQL)"
+                    tracing::error!(
+                        %error,
+                        "delivery is failing: batches roll back and are retried with backoff (events stay in PostgreSQL)"
                     );
                 }
                 tracing::debug!(
+                    %error,
                     ?delay,
                     failures = self.backoff.failures(),
                     "batch failed; backing off"
@@ -265,7 +269,7 @@ mod tests {
         let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
         s.next_ticket().await.unwrap();
         for _ in 0..5 {
-            tx.send(Outcome::Failed).unwrap();
+            tx.send(Outcome::Failed(String::new())).unwrap();
             let start = Instant::now();
             wake.notify_one();
             s.next_ticket().await.unwrap();
@@ -275,7 +279,7 @@ mod tests {
                 start.elapsed()
             );
         }
-        tx.send(Outcome::Failed).unwrap();
+        tx.send(Outcome::Failed(String::new())).unwrap();
         let start = Instant::now();
         s.next_ticket().await.unwrap();
         assert!(

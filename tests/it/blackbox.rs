@@ -229,3 +229,62 @@ async fn a_relay_killed_repeatedly_mid_stream_loses_nothing() {
     assert_eq!(distinct, total, "every committed event arrived");
     assert_eq!(final_rows, total, "duplicates collapse under FINAL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_not_per_retry() {
+    let clickhouse = PrivateClickHouse::start("log_once");
+    let env = TestEnv::with_clickhouse("log_once", &clickhouse.url).await;
+    let relay = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("MAX_BACKOFF", "200ms")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    clickhouse.stop();
+    let client = &env.client;
+    client
+        .execute("SELECT outbox_publish('during_outage', '{}')", &[])
+        .await
+        .unwrap();
+    // About 3 s of outage at a 200 ms backoff cap: a dozen or more failed attempts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    clickhouse.restart();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    let out = relay.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or("").to_owned();
+    let errors: Vec<String> = lines
+        .iter()
+        .filter(|v| v["level"] == "ERROR")
+        .map(message)
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one ERROR for the whole outage: {errors:?}"
+    );
+    assert!(errors[0].starts_with("delivery is failing"), "{errors:?}");
+    let recovered = lines
+        .iter()
+        .filter(|v| message(v) == "delivery recovered")
+        .count();
+    assert_eq!(recovered, 1, "{logs}");
+    let failures = lines
+        .iter()
+        .find(|v| message(v) == "delivery recovered")
+        .and_then(|v| v["fields"]["failures"].as_u64())
+        .unwrap();
+    assert!(failures >= 3, "the relay retried {failures} times");
+}
