@@ -122,17 +122,7 @@ async fn every_committed_event_arrives_once_through_faults() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .unwrap();
-    let out = relay.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::terminate(relay);
 
     let ghosts = ch(&format!(
         "SELECT count() FROM {db}.event_log WHERE event_type = 'ghost'"
@@ -199,11 +189,7 @@ async fn a_relay_killed_repeatedly_mid_stream_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recovery = restarted.elapsed();
-    Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(relay.wait().unwrap().code(), Some(0));
+    crate::harness::terminate(relay);
 
     let rows: usize = ch(&format!("SELECT count() FROM {db}.deliveries"))
         .trim()
@@ -254,11 +240,7 @@ async fn an_outage_is_logged_once_not_per_retry() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     clickhouse.restart();
     env.wait_delivered(1, Duration::from_secs(20)).await;
-    Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .unwrap();
-    let out = relay.wait_with_output().unwrap();
+    let out = crate::harness::terminate(relay);
     let logs = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<serde_json::Value> = logs
         .lines()

@@ -1,28 +1,9 @@
 //! The binary as a user runs it: subcommands, exit codes, messages.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{bin, TestEnv};
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().expect("the binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
-    let all = text(out);
-    assert_eq!(out.status.code(), Some(code), "{all}");
-    assert!(all.contains(needle), "expected '{needle}' in: {all}");
-    assert!(!all.contains("panicked"), "{all}");
-}
+use crate::harness::{assert_clean_failure, bin, run, text, TestEnv};
 
 #[test]
 fn help_documents_every_option_and_env_var() {
@@ -235,9 +216,7 @@ async fn sigterm_under_load_finishes_in_flight_batches_and_exits_zero() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    unsafe_kill(child.id(), "TERM");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = crate::harness::terminate(child);
     let log = text(&out);
     assert!(log.contains("SIGTERM received"), "{log}");
     // Whatever left PostgreSQL is in ClickHouse, and nothing else is.
@@ -248,16 +227,6 @@ async fn sigterm_under_load_finishes_in_flight_batches_and_exits_zero() {
         20000,
         "no event lost or duplicated"
     );
-}
-
-/// Sends a signal with the system's `kill`, keeping the tests free of unsafe code.
-fn unsafe_kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// A one-shot HTTP endpoint standing in for Sentry: records the requests it receives.
@@ -352,106 +321,4 @@ fn log_format_json_writes_one_object_per_line() {
         .env("DATABASE_URL", "postgresql://h/db")
         .env("LOG_FORMAT", "yaml"));
     assert_clean_failure(&out, 2, "LOG_FORMAT");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_clickhouse_credentials_are_named_and_not_echoed() {
-    let env = TestEnv::unmigrated("credentials", &crate::harness::shared().clickhouse_url).await;
-    let out = run(bin()
-        .arg("migrate")
-        .envs(env.bin_env())
-        .env("CLICKHOUSE_USER", "relay")
-        .env("CLICKHOUSE_PASSWORD", "not-the-password"));
-    assert_clean_failure(&out, 1, "relay");
-    let all = text(&out);
-    assert!(all.to_lowercase().contains("password"), "{all}");
-    assert!(!all.contains("not-the-password"), "{all}");
-    // The right password works (scripts/services creates relay / relay-secret).
-    let out = run(bin()
-        .arg("migrate")
-        .envs(env.bin_env())
-        .env("CLICKHOUSE_USER", "relay")
-        .env("CLICKHOUSE_PASSWORD", "relay-secret"));
-    assert!(out.status.success(), "{}", text(&out));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_postgres_password_is_named_and_not_echoed() {
-    let env = TestEnv::new("pg_password").await;
-    // scripts/services makes this one role authenticate with a password.
-    env.client
-        .batch_execute(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'outbox_password_test') THEN
-                 CREATE ROLE outbox_password_test LOGIN PASSWORD 'right-password';
-               END IF;
-             END $$",
-        )
-        .await
-        .unwrap();
-    let url = crate::harness::shared().database_url.replacen(
-        "postgres@",
-        "outbox_password_test:wrong-password@",
-        1,
-    );
-    let out = run(bin()
-        .args(["emit", "--type", "t"])
-        .env("DATABASE_URL", &url));
-    assert_clean_failure(
-        &out,
-        1,
-        "password authentication failed for user \"outbox_password_test\"",
-    );
-    assert!(!text(&out).contains("wrong-password"), "{}", text(&out));
-    assert!(
-        text(&out).contains("outbox_password_test:***@"),
-        "{}",
-        text(&out)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_never_reach_the_logs() {
-    let env = TestEnv::new("secrets").await;
-    let database_url = env
-        .database_url
-        .replacen("postgres@", "postgres:pg-secret-1@", 1);
-    let mut child = bin()
-        .arg("run")
-        .envs(env.bin_env())
-        .env("DATABASE_URL", &database_url)
-        .env("CLICKHOUSE_USER", "relay")
-        .env("CLICKHOUSE_PASSWORD", "relay-secret")
-        .env("SENTRY_DSN", "http://sentry-secret-key@127.0.0.1:9/1")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    outbox_relay::publish(
-        &env.client,
-        &outbox_relay::NewEvent {
-            event_type: "t".into(),
-            environment: "Local".into(),
-            context: serde_json::json!({}),
-        },
-    )
-    .await
-    .unwrap();
-    env.wait_delivered(1, Duration::from_secs(20)).await;
-    unsafe_kill(child.id(), "TERM");
-    let status = child.wait().unwrap();
-    let mut logs = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
-    assert_eq!(status.code(), Some(0), "{logs}");
-    assert!(
-        logs.contains("configuration"),
-        "the effective configuration is logged: {logs}"
-    );
-    for secret in ["pg-secret-1", "relay-secret", "sentry-secret-key"] {
-        assert!(
-            !logs.contains(secret),
-            "{secret} leaked into the logs:\n{logs}"
-        );
-    }
 }

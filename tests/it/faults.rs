@@ -31,14 +31,8 @@ async fn clickhouse_down_keeps_events_until_it_returns() {
         publish(&env.client, &event(i)).await.unwrap();
     }
     // The relay tries, fails, rolls back, backs off: nothing leaves PostgreSQL.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while relay.stats.failed_batches.load(Ordering::Relaxed) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the relay never tried to deliver"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::harness::wait_for_failed_batches(&relay.stats, 2, "the relay never tried to deliver")
+        .await;
     // A 3-second outage: several backoff rounds (capped at 500 ms here).
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(down.elapsed())).await;
     assert_eq!(
@@ -72,14 +66,7 @@ async fn a_hanging_clickhouse_times_out_and_releases_the_claim() {
     for i in 0..5 {
         publish(&env.client, &event(i)).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while relay.stats.failed_batches.load(Ordering::Relaxed) < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the insert never timed out"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::harness::wait_for_failed_batches(&relay.stats, 1, "the insert never timed out").await;
     // The claim was rolled back: the rows are unlocked, so another session can lock them.
     let locked: i64 = env
         .client
@@ -284,155 +271,4 @@ async fn odd_but_legal_events_arrive_byte_exact() {
     for (got, want) in delivered.iter().zip(&expected) {
         assert_eq!(&got.context, want, "byte-exact");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_least_privilege_relay_role_is_enough_and_no_more() {
-    let env = TestEnv::new("roles").await;
-    env.client
-        .batch_execute(include_str!("../../sql/postgres/roles.sql"))
-        .await
-        .unwrap();
-    // A producer that holds only outbox_producer.
-    env.client
-        .batch_execute("DROP ROLE IF EXISTS t_roles_app; CREATE ROLE t_roles_app LOGIN IN ROLE outbox_producer")
-        .await
-        .unwrap();
-    let urls = crate::harness::shared();
-    let as_role = |role: &str| {
-        let url = urls
-            .database_url
-            .replacen("postgres@", &format!("{role}@"), 1);
-        format!("{url}?options=-csearch_path%3Dt_roles")
-    };
-    let producer = crate::harness::connect(&as_role("t_roles_app")).await;
-    producer
-        .execute("SELECT outbox_publish('via_function', '{}')", &[])
-        .await
-        .unwrap();
-    producer
-        .execute("INSERT INTO event_log (type, environment, context) VALUES ('via_insert', 'Local', '{}')", &[])
-        .await
-        .unwrap();
-    let denied = producer
-        .query("SELECT * FROM event_log", &[])
-        .await
-        .unwrap_err();
-    assert_eq!(
-        denied.code(),
-        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-    );
-
-    // The relay, connected as outbox_relay, delivers and deletes.
-    let relay_url = as_role("outbox_relay");
-    let pg = outbox_relay::config::PostgresConfig::parse(&relay_url).unwrap();
-    let relay = outbox_relay::Relay::new(pg, env.sink(), relay_config());
-    let stats = relay.stats();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(relay.run(shutdown.clone()));
-    env.wait_delivered(2, Duration::from_secs(20)).await;
-    shutdown.cancel();
-    handle.await.unwrap().unwrap();
-    assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 0);
-    let relay_client = crate::harness::connect(&as_role("outbox_relay")).await;
-    let denied = relay_client
-        .execute(
-            "INSERT INTO event_log (type, environment) VALUES ('x', 'y')",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        denied.code(),
-        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_to_both_servers_with_a_private_ca() {
-    // Private servers with TLS (scripts/services --tls): PostgreSQL with ssl=on, ClickHouse
-    // with an https port, both certified by a throwaway CA.
-    let dir = crate::harness::root().join(".services/private/tls");
-    let _ = std::process::Command::new(crate::harness::root().join("scripts/services"))
-        .args(["destroy", "--dir"])
-        .arg(&dir)
-        .output();
-    let out = crate::harness::services(&["start", "--tls"], &dir);
-    let get = |key: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap()
-            .to_owned()
-    };
-    let (pg_url, https_url, ca) = (
-        get("DATABASE_URL="),
-        get("CLICKHOUSE_HTTPS_URL="),
-        get("TLS_CA="),
-    );
-    let env = TestEnv::unmigrated_on(&pg_url, "tls", &get("CLICKHOUSE_URL=")).await;
-    let tls_url = format!("{}&sslmode=require&sslrootcert={ca}", env.database_url);
-
-    // Without the CA the certificates cannot be verified: a clear error, nothing written.
-    let out = crate::harness::bin()
-        .args(["migrate"])
-        .envs(env.bin_env())
-        .env(
-            "DATABASE_URL",
-            &tls_url.replace(&format!("&sslrootcert={ca}"), ""),
-        )
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("cannot connect to PostgreSQL")
-            && text.to_lowercase().contains("certificate"),
-        "{text}"
-    );
-
-    // With it (sslrootcert for PostgreSQL, SSL_CERT_FILE for ClickHouse), migrate and run work.
-    let tls_env = |cmd: &mut std::process::Command| {
-        cmd.envs(env.bin_env())
-            .env("DATABASE_URL", &tls_url)
-            .env("CLICKHOUSE_URL", &https_url)
-            .env("SSL_CERT_FILE", &ca);
-    };
-    let mut migrate = crate::harness::bin();
-    migrate.arg("migrate");
-    tls_env(&mut migrate);
-    let out = migrate.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut run = crate::harness::bin();
-    run.arg("run").stderr(std::process::Stdio::piped());
-    tls_env(&mut run);
-    let relay = run.spawn().unwrap();
-    publish(&env.client, &event(1)).await.unwrap();
-    env.wait_delivered(1, Duration::from_secs(20)).await;
-    let encrypted: i64 = env
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
-             WHERE a.application_name = 'outbox-relay' AND s.ssl",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(encrypted >= 1, "the relay's sessions use TLS");
-    std::process::Command::new("kill")
-        .args(["-TERM", &relay.id().to_string()])
-        .status()
-        .unwrap();
-    let out = relay.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    crate::harness::services(&["destroy"], &dir);
 }

@@ -3,7 +3,7 @@
 //! servers fails; it never skips.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -310,4 +310,56 @@ pub fn bin() -> Command {
         .env_remove("SENTRY_DSN")
         .env("RUST_LOG", "info");
     cmd
+}
+
+/// Waits until the relay has rolled back at least `n` batches.
+pub async fn wait_for_failed_batches(stats: &Stats, n: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats
+        .failed_batches
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < n
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM to a relay process, and checks it exits 0. Returns its output.
+pub fn terminate(child: std::process::Child) -> std::process::Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command to completion with no stdin.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+/// Its stdout and stderr together.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A failure with exit code `code`, a message containing `needle`, and no panic.
+pub fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(code), "{all}");
+    assert!(all.contains(needle), "expected '{needle}' in: {all}");
+    assert!(!all.contains("panicked"), "{all}");
 }

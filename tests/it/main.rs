@@ -7,3 +7,4 @@ mod delivery;
 mod faults;
 mod harness;
 mod poison;
+mod security;

@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use crate::cli::{self, Cli};
 
+mod text;
+
+use text::take_param;
+pub use text::{is_identifier, redact_url};
+
 /// Everything a subcommand needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,46 +96,6 @@ impl PostgresConfig {
             redacted_url,
             ssl_root_cert: ssl_root_cert.map(Into::into),
         })
-    }
-}
-
-/// Removes `key` from a libpq URL's query string or a key=value connection string.
-fn take_param(url: &str, key: &str) -> (String, Option<String>) {
-    let prefix = format!("{key}=");
-    if url.contains("://") {
-        let Some((base, query)) = url.split_once('?') else {
-            return (url.to_owned(), None);
-        };
-        let mut value = None;
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| match pair.strip_prefix(&prefix) {
-                Some(v) => {
-                    value = Some(v.replace("%2F", "/").replace("%2f", "/"));
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        let rebuilt = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        (rebuilt, value)
-    } else {
-        let mut value = None;
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|pair| match pair.strip_prefix(&prefix) {
-                Some(v) => {
-                    value = Some(v.to_owned());
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        (kept.join(" "), value)
     }
 }
 
@@ -399,174 +364,5 @@ fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
-/// A ClickHouse database name we can splice into DDL safely.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 64
-}
-
-/// Replaces the password of a URL (`scheme://user:password@host`) with `***`. Text that is
-/// not such a URL comes back unchanged.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        let mut argv = vec!["outbox-relay"];
-        argv.extend_from_slice(args);
-        validate(Cli::try_parse_from(argv).expect("clap accepts the arguments"))
-    }
-
-    const RUN: &[&str] = &[
-        "run",
-        "--database-url",
-        "postgresql://u:pw@localhost/db",
-        "--clickhouse-url",
-        "http://localhost:8123",
-    ];
-
-    fn run_with(extra: &[&str]) -> Result<Config, ConfigError> {
-        let mut args = RUN.to_vec();
-        args.extend_from_slice(extra);
-        parse(&args)
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let Command::Run {
-            relay, clickhouse, ..
-        } = run_with(&[]).unwrap().command
-        else {
-            panic!("not run")
-        };
-        assert_eq!(relay.batch_size, 1000);
-        assert_eq!(relay.poll_interval, Duration::from_secs(5));
-        assert_eq!(clickhouse.database, "default");
-    }
-
-    #[test]
-    fn bad_batch_size_names_the_variable() {
-        let err = run_with(&["--batch-size", "many"]).unwrap_err().to_string();
-        assert!(err.contains("EVENT_BATCH_SIZE"), "{err}");
-        assert!(err.contains("'many'"), "{err}");
-        let err = run_with(&["--batch-size", "0"]).unwrap_err().to_string();
-        assert!(err.contains("out of range"), "{err}");
-    }
-
-    #[test]
-    fn bad_durations_name_the_variable() {
-        let err = run_with(&["--poll-interval", "soon"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("POLL_INTERVAL"), "{err}");
-        let err = run_with(&["--insert-timeout", "0s"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("INSERT_TIMEOUT"), "{err}");
-    }
-
-    #[test]
-    fn clickhouse_database_must_be_an_identifier() {
-        let err = run_with(&["--clickhouse-database", "x`; DROP TABLE y"]).unwrap_err();
-        assert!(err.to_string().contains("CLICKHOUSE_DATABASE"));
-    }
-
-    #[test]
-    fn clickhouse_url_needs_http() {
-        let err = parse(&[
-            "run",
-            "--database-url",
-            "postgresql://h/db",
-            "--clickhouse-url",
-            "h:8123",
-        ])
-        .unwrap_err();
-        assert!(err.to_string().contains("CLICKHOUSE_URL"), "{err}");
-    }
-
-    #[test]
-    fn emit_rejects_invalid_json() {
-        let err = parse(&[
-            "emit",
-            "--database-url",
-            "postgresql://h/db",
-            "--type",
-            "t",
-            "--context",
-            "{oops",
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("--context") && err.contains("not valid JSON"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn sslrootcert_is_taken_out_of_the_url() {
-        let pg = PostgresConfig::parse(
-            "postgresql://u@h/db?sslmode=require&sslrootcert=%2Ftmp%2Fca.pem&options=-cx%3Dy",
-        )
-        .unwrap();
-        assert_eq!(
-            pg.ssl_root_cert.as_deref(),
-            Some(std::path::Path::new("/tmp/ca.pem"))
-        );
-        assert_eq!(
-            pg.config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Require
-        );
-        let pg =
-            PostgresConfig::parse("host=h dbname=db sslrootcert=/ca.pem sslmode=require").unwrap();
-        assert_eq!(
-            pg.ssl_root_cert.as_deref(),
-            Some(std::path::Path::new("/ca.pem"))
-        );
-        assert!(PostgresConfig::parse("postgresql://h/db")
-            .unwrap()
-            .ssl_root_cert
-            .is_none());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgresql://u:secret@h:5432/db"),
-            "postgresql://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("http://h:8123"), "http://h:8123");
-        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
-        let err = parse(&[
-            "run",
-            "--database-url",
-            "postgresql://u:secret@h:notaport/db",
-            "--clickhouse-url",
-            "http://h",
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(!err.contains("secret"), "{err}");
-    }
-}
+mod tests;
