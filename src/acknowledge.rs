@@ -7,10 +7,23 @@ use crate::error::{Error, Result};
 
 const ACKNOWLEDGE_SQL: &str = include_str!("../sql/postgres/acknowledge.sql");
 const DEAD_LETTER_SQL: &str = include_str!("../sql/postgres/dead_letter.sql");
+const DEREGISTER_SQL: &str = include_str!("../sql/postgres/deregister.sql");
 
-/// Dead-letters `refused`, deletes all the claim's events and commits, atomically. Call only
-/// after the sink stored every event not in `refused`.
-pub async fn acknowledge(claim: Claim<'_>, refused: &[Refused]) -> Result<()> {
+/// Dead-letters `refused`, deletes all the claim's events, ends the relay's registration as
+/// a waiter when `deregister` names it, and commits, atomically. Call only after the sink
+/// stored every event not in `refused`.
+pub async fn acknowledge(
+    claim: Claim<'_>,
+    refused: &[Refused],
+    deregister: Option<&str>,
+) -> Result<()> {
+    if let Some(relay) = deregister {
+        claim
+            .tx
+            .execute(DEREGISTER_SQL, &[&relay])
+            .await
+            .map_err(|e| Error::postgres("could not end the relay's registration", e))?;
+    }
     if !refused.is_empty() {
         let ids: Vec<i64> = refused.iter().map(|r| r.id).collect();
         let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();

@@ -201,6 +201,16 @@ pub struct RelayArgs {
         value_name = "BYTES"
     )]
     pub max_event_bytes: String,
+    /// While events keep arriving, claim at most this often (a full batch is claimed at
+    /// once): fewer, larger ClickHouse inserts under load. A lone event on an idle relay is
+    /// claimed at once, woken by its notification.
+    #[arg(
+        long,
+        env = "COALESCE_INTERVAL",
+        default_value = "100ms",
+        value_name = "DURATION"
+    )]
+    pub coalesce_interval: String,
 }
 
 #[derive(Debug, Args)]

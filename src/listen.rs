@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 
+const FORGET_DEAD_RELAYS_SQL: &str = include_str!("../sql/postgres/forget_dead_relays.sql");
+
 /// Owns the LISTEN connection; [`Listener::run`] until shutdown.
 pub struct Listener {
     config: tokio_postgres::Config,
@@ -91,6 +93,7 @@ impl Listener {
             let schema: Option<String> = schema.get(0);
             let channel = crate::postgres::channel(schema.as_deref().unwrap_or("public"));
             client.batch_execute(&format!("LISTEN {channel}")).await?;
+            client.execute(FORGET_DEAD_RELAYS_SQL, &[]).await?;
             Ok::<_, tokio_postgres::Error>(channel)
         };
         let channel = match drive(listen, &mut messages, &self.wake).await {

@@ -11,10 +11,16 @@ use crate::error::{Error, ErrorKind, Result};
 /// Connection settings for relay sessions: `idle_in_transaction_session_timeout` is a
 /// backstop so claimed rows are released even if the relay hangs mid-batch, and TCP
 /// keepalives notice a vanished server long before the kernel default of two hours.
-pub fn session_config(pg: &PostgresConfig, idle_in_tx: Duration) -> tokio_postgres::Config {
+/// `application_name` is `outbox-relay/<relay_id>`: it tells which relay a session belongs
+/// to, so registrations of relays without sessions can be forgotten.
+pub fn session_config(
+    pg: &PostgresConfig,
+    idle_in_tx: Duration,
+    relay_id: &str,
+) -> tokio_postgres::Config {
     let mut config = pg.config.clone();
     let options = format!(
-        "{} -c idle_in_transaction_session_timeout={} -c application_name=outbox-relay",
+        "{} -c idle_in_transaction_session_timeout={} -c application_name=outbox-relay/{relay_id}",
         config.get_options().unwrap_or(""),
         idle_in_tx.as_millis()
     );

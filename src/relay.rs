@@ -22,6 +22,8 @@ use crate::listen::Listener;
 use crate::schedule::{Outcome, Scheduler, Ticket};
 use crate::sink::Sink;
 
+const REGISTER_SQL: &str = include_str!("../sql/postgres/register.sql");
+
 /// Counters of one relay's work, readable while it runs.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -67,8 +69,12 @@ impl<S: Sink> Relay<S> {
             tracing::info!("shutdown requested before the sink was ready; nothing was claimed");
             return Ok(());
         }
-        let session =
-            crate::postgres::session_config(&self.postgres, config.idle_in_transaction_timeout());
+        let relay_id = format!("{:016x}", rand::random::<u64>());
+        let session = crate::postgres::session_config(
+            &self.postgres,
+            config.idle_in_transaction_timeout(),
+            &relay_id,
+        );
         let pool = crate::postgres::pool(&self.postgres, session.clone(), config.max_in_flight)?;
 
         let wake = Arc::new(Notify::new());
@@ -85,6 +91,7 @@ impl<S: Sink> Relay<S> {
         let (scheduler, outcomes) = Scheduler::new(
             wake,
             config.poll_interval,
+            config.coalesce,
             config.max_in_flight,
             config.max_backoff,
             shutdown.clone(),
@@ -101,9 +108,11 @@ impl<S: Sink> Relay<S> {
                 .into_stream()
                 .for_each_concurrent(config.max_in_flight, |ticket| {
                     let outcomes = outcomes.clone();
-                    let (pool, sink, stats) = (&pool, &*self.sink, &*self.stats);
+                    let (pool, sink, stats, relay_id) =
+                        (&pool, &*self.sink, &*self.stats, relay_id.as_str());
                     async move {
-                        let outcome = deliver_batch(pool, sink, config, stats, ticket).await;
+                        let outcome =
+                            deliver_batch(pool, sink, config, stats, relay_id, ticket).await;
                         let _ = outcomes.send(outcome);
                     }
                 });
@@ -153,16 +162,13 @@ async fn deliver_batch<S: Sink>(
     sink: &S,
     config: &RelayConfig,
     stats: &Stats,
+    relay_id: &str,
     ticket: Ticket,
 ) -> Outcome {
-    match try_deliver_batch(pool, sink, config, stats).await {
-        Ok(n) => {
-            if n >= config.batch_size {
-                Outcome::Full
-            } else {
-                Outcome::Drained(ticket)
-            }
-        }
+    match try_deliver_batch(pool, sink, config, stats, relay_id, ticket).await {
+        Ok(0) => Outcome::Empty(ticket),
+        Ok(n) if n >= config.batch_size => Outcome::Full(ticket),
+        Ok(_) => Outcome::Partial(ticket),
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             Outcome::Failed(format!(
@@ -180,6 +186,8 @@ async fn try_deliver_batch<S: Sink>(
     sink: &S,
     config: &RelayConfig,
     stats: &Stats,
+    relay_id: &str,
+    ticket: Ticket,
 ) -> Result<usize> {
     let started = Instant::now();
     let mut client = pool.get().await.map_err(|e| {
@@ -189,6 +197,13 @@ async fn try_deliver_batch<S: Sink>(
             e,
         )
     })?;
+    if ticket.register {
+        // Committed before the claim's snapshot: an event this claim misses notifies us.
+        client
+            .execute(REGISTER_SQL, &[&relay_id])
+            .await
+            .map_err(|e| Error::postgres("could not register as a waiting relay", e))?;
+    }
     let claim = crate::claim::claim(&mut client, config.batch_size).await?;
     let count = claim.events.len();
     if count == 0 {
@@ -205,7 +220,7 @@ async fn try_deliver_batch<S: Sink>(
     )
     .await?;
     let inserted = started.elapsed();
-    crate::acknowledge::acknowledge(claim, &refused).await?;
+    crate::acknowledge::acknowledge(claim, &refused, ticket.deregister.then_some(relay_id)).await?;
     if !refused.is_empty() {
         stats
             .dead_lettered

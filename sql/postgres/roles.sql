@@ -30,7 +30,11 @@ GRANT UPDATE (id) ON event_log TO outbox_relay;
 -- Dead letters: INSERT, plus what its ON CONFLICT counter needs (read and bump attempts).
 GRANT SELECT (id, attempts), INSERT ON event_log_dead_letter TO outbox_relay;
 GRANT UPDATE (error, failed_at, attempts, replayed_at) ON event_log_dead_letter TO outbox_relay;
+-- Idle relays register here so producers notify them.
+GRANT SELECT, INSERT, DELETE, UPDATE (registered_at) ON event_log_waiting TO outbox_relay;
 
 GRANT INSERT (type, created_at, environment, context) ON event_log TO outbox_producer;
+-- The insert trigger checks whether any relay waits for a notification.
+GRANT SELECT ON event_log_waiting TO outbox_producer;
 GRANT EXECUTE ON FUNCTION outbox_publish(text, jsonb, text) TO outbox_producer;
 -- Application roles join the producer role:  GRANT outbox_producer TO app;

@@ -9,14 +9,28 @@ CREATE TABLE IF NOT EXISTS event_log (
     context     jsonb       NOT NULL DEFAULT '{}'
 );
 
--- Wake the relay. Statement level with an empty payload: one notification per inserting
--- statement, never the event body (payloads are capped at 8000 bytes, and the relay reads the
--- rows anyway). The channel is the table's qualified name, so relays of different schemas in
--- one database do not wake each other.
+-- Relays that are idle and want a notification for the next event, one row each (the id
+-- is in the relay sessions' application_name, 'outbox-relay/<relay>'). A busy relay is not
+-- here: it polls, and producers skip the NOTIFY, whose commit-time global lock would
+-- otherwise serialise every producer's commit.
+CREATE TABLE IF NOT EXISTS event_log_waiting (
+    relay         text        PRIMARY KEY,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Wake an idle relay. Statement level with an empty payload: at most one notification per
+-- inserting statement, never the event body (payloads are capped at 8000 bytes, and the relay
+-- reads the rows anyway), and none at all while every relay is busy. The channel is the
+-- table's qualified name, so relays of different schemas in one database do not wake each
+-- other. search_path is pinned so producers with another search_path find event_log_waiting.
 CREATE OR REPLACE FUNCTION event_log_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
 BEGIN
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '');
+    IF EXISTS (SELECT FROM event_log_waiting) THEN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '');
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -145,6 +145,9 @@ pub struct RelayConfig {
     /// Events larger than this (context + type + environment bytes) are dead-lettered
     /// instead of sent.
     pub max_event_bytes: usize,
+    /// While events keep arriving, claim at most this often (unless batches come back
+    /// full), so they reach the sink in fewer, larger inserts.
+    pub coalesce: Duration,
 }
 
 impl RelayConfig {
@@ -166,6 +169,7 @@ impl Default for RelayConfig {
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
             max_event_bytes: 8 * 1024 * 1024,
+            coalesce: Duration::from_millis(100),
         }
     }
 }
@@ -331,6 +335,10 @@ fn relay_config(args: &cli::RelayArgs) -> Result<RelayConfig, ConfigError> {
         insert_timeout: duration("INSERT_TIMEOUT (--insert-timeout)", &args.insert_timeout)?,
         shutdown_grace: duration("SHUTDOWN_GRACE (--shutdown-grace)", &args.shutdown_grace)?,
         max_backoff: duration("MAX_BACKOFF (--max-backoff)", &args.max_backoff)?,
+        coalesce: duration(
+            "COALESCE_INTERVAL (--coalesce-interval)",
+            &args.coalesce_interval,
+        )?,
         max_event_bytes: positive(
             "MAX_EVENT_BYTES (--max-event-bytes)",
             &args.max_event_bytes,

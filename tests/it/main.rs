@@ -8,3 +8,4 @@ mod faults;
 mod harness;
 mod poison;
 mod security;
+mod wakeup;

@@ -246,7 +246,7 @@ async fn tls_to_both_servers_with_a_private_ca() {
         .client
         .query_one(
             "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
-             WHERE a.application_name = 'outbox-relay' AND s.ssl",
+             WHERE a.application_name LIKE 'outbox-relay/%' AND s.ssl",
             &[],
         )
         .await
