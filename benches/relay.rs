@@ -1,27 +1,38 @@
-//! The relay beside its physical limit, on real servers started by `scripts/services`
-//! (PostgreSQL with fsync on, as in production).
+//! The relay beside its baselines, on real servers started by `scripts/services`
+//! (PostgreSQL with fsync on, as in production). `cargo bench --bench relay` prints a
+//! Markdown table; `-- --events N` sets the backlog size (default 200,000).
 //!
-//! `cargo bench --bench relay` (optionally `-- --events N`) prints a Markdown table:
-//! 1. raw drain: a client emptying `event_log` by itself (`SELECT … FOR UPDATE SKIP LOCKED`
-//!    + `DELETE … = ANY`, 5000 per batch, rows fetched and sent nowhere);
-//! 2. relay drain: the same backlog through the relay with default settings into ClickHouse;
-//! 3. idle latency: single events committed one at a time, commit → deleted from PostgreSQL.
+//! 1. raw drain: one client empties `event_log` by itself (`SELECT … FOR UPDATE SKIP LOCKED`
+//!    + `DELETE … = ANY`, 5000 per batch, rows fetched, sent nowhere): the physical limit;
+//! 2. backlog drain: the same backlog through the relay binary with default settings, and
+//!    the relay's peak RSS;
+//! 3. latency under load: producers commit 2,000 events/s (transactions of 10) for 10 s;
+//!    probes measure commit → deleted; ClickHouse inserts per second in that window;
+//! 4. idle latency: single events committed one at a time;
+//! 5. producer cost of the trigger: pgbench, 8 clients, single-event transactions, with our
+//!    trigger, with none, and with a plain always-NOTIFY trigger (the textbook design);
+//! 6. the seed design: a poller taking 1000 rows `ORDER BY created_at … FOR UPDATE SKIP
+//!    LOCKED` into ClickHouse, back to back (drain) and on a 1 s beat (latency).
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outbox_relay::config::{ClickHouseConfig, PostgresConfig, RelayConfig};
-use outbox_relay::{ClickHouseSink, Relay, Sink};
-use tokio_util::sync::CancellationToken;
+use outbox_relay::config::{ClickHouseConfig, PostgresConfig};
+use outbox_relay::{ClickHouseSink, Event, Sink};
+use tokio::sync::Mutex;
 
 const SCHEMA: &str = "bench";
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn services(args: &[&str]) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/services"))
+    let out = Command::new(root().join("scripts/services"))
         .args(args)
-        .args(["--dir", root.join(".services/bench").to_str().unwrap()])
+        .args(["--dir", root().join(".services/bench").to_str().unwrap()])
         .output()
         .expect("scripts/services runs");
     assert!(
@@ -40,32 +51,93 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// `n` events with ~200-byte contexts, as one statement; then VACUUM ANALYZE so every
-/// measurement starts from the same table state.
-async fn load(client: &tokio_postgres::Client, n: i64) {
-    client
-        .execute(
-            "INSERT INTO event_log (type, environment, context)
-             SELECT 'user_created', 'Production', jsonb_build_object(
-                 'id', g, 'email', 'user' || g || '@example.com', 'name', 'User ' || g,
-                 'plan', 'pro', 'note', repeat('x', 120))
-             FROM generate_series(1, $1::bigint) g",
-            &[&n],
-        )
-        .await
-        .unwrap();
-    client
-        .batch_execute("VACUUM ANALYZE event_log")
-        .await
-        .unwrap();
+struct Bench {
+    database_url: String,
+    ch: ClickHouseConfig,
+    client: tokio_postgres::Client,
 }
 
-async fn pending(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one("SELECT count(*) FROM event_log", &[])
-        .await
-        .unwrap()
-        .get(0)
+impl Bench {
+    /// `n` events with ~200-byte contexts in one statement, then VACUUM ANALYZE so every
+    /// measurement starts from the same table state.
+    async fn load(&self, n: i64) {
+        self.client
+            .execute(
+                "INSERT INTO event_log (type, environment, context)
+                 SELECT 'user_created', 'Production', jsonb_build_object(
+                     'id', g, 'email', 'user' || g || '@example.com', 'name', 'User ' || g,
+                     'plan', 'pro', 'note', repeat('x', 120))
+                 FROM generate_series(1, $1::bigint) g",
+                &[&n],
+            )
+            .await
+            .unwrap();
+        self.client
+            .batch_execute("VACUUM ANALYZE event_log")
+            .await
+            .unwrap();
+    }
+
+    async fn pending(&self) -> i64 {
+        self.client
+            .query_one("SELECT count(*) FROM event_log", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn wait_empty(&self) {
+        while self.pending().await > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn relay(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+            .arg("run")
+            .env("DATABASE_URL", &self.database_url)
+            .env("CLICKHOUSE_URL", &self.ch.url)
+            .env("CLICKHOUSE_DATABASE", &self.ch.database)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the relay starts")
+    }
+
+    fn clickhouse_inserts(&self) -> u64 {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--data-binary",
+                "SELECT value FROM system.events WHERE event = 'InsertQuery'",
+                &self.ch.url,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// Peak resident set of a process so far, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn raw_drain(client: &mut tokio_postgres::Client) -> u64 {
@@ -91,8 +163,167 @@ async fn raw_drain(client: &mut tokio_postgres::Client) -> u64 {
     }
 }
 
+/// The seed's Celery task: one batch of 1000 by created_at into ClickHouse, then delete.
+async fn seed_poll_once(client: &mut tokio_postgres::Client, sink: &ClickHouseSink) -> usize {
+    let tx = client.transaction().await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT id, type, created_at, environment, context::text FROM event_log
+             ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .await
+        .unwrap();
+    let events: Vec<Event> = rows
+        .iter()
+        .map(|r| Event {
+            id: r.get(0),
+            event_type: r.get(1),
+            created_at: r.get(2),
+            environment: r.get(3),
+            context: r.get(4),
+        })
+        .collect();
+    if !events.is_empty() {
+        sink.insert(&events).await.unwrap();
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        tx.execute("DELETE FROM event_log WHERE id = ANY($1)", &[&ids])
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    events.len()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Commits `tx_per_s` transactions of 10 events for `duration`, over 4 connections; every
+/// 10th transaction is a probe whose deletion is awaited. Returns the probes' latencies.
+async fn load_with_probes(database_url: &str, tx_per_s: u32, duration: Duration) -> Vec<Duration> {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let producers = 4;
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let url = database_url.to_owned();
+        let latencies = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&url).await;
+            let prober = Arc::new(connect(&url).await);
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / (tx_per_s / producers));
+            let started = Instant::now();
+            let mut n = 0u64;
+            let mut probes = Vec::new();
+            while started.elapsed() < duration {
+                tick.tick().await;
+                let row = client
+                    .query_one(
+                        "WITH ins AS (INSERT INTO event_log (type, environment, context)
+                           SELECT 'load', 'Production', jsonb_build_object('p', $1::int, 'g', g, 'note', repeat('x', 150))
+                           FROM generate_series(1, 10) g RETURNING id)
+                         SELECT max(id) FROM ins",
+                        &[&(p as i32)],
+                    )
+                    .await
+                    .unwrap();
+                let committed = Instant::now();
+                n += 1;
+                if n % 10 == 0 {
+                    let id: i64 = row.get(0);
+                    let (prober, latencies) = (prober.clone(), latencies.clone());
+                    probes.push(tokio::spawn(async move {
+                        loop {
+                            let gone: bool = prober
+                                .query_one("SELECT NOT EXISTS (SELECT 1 FROM event_log WHERE id = $1)", &[&id])
+                                .await
+                                .unwrap()
+                                .get(0);
+                            if gone {
+                                latencies.lock().await.push(committed.elapsed());
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }));
+                }
+            }
+            for probe in probes {
+                probe.await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut v = latencies.lock().await.clone();
+    v.sort();
+    v
+}
+
+async fn idle_latency(client: &tokio_postgres::Client, n: usize, pause: Duration) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for i in 0..n {
+        let id: i64 = client
+            .query_one(
+                "SELECT outbox_publish('probe', jsonb_build_object('i', $1::int))",
+                &[&(i as i32)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let committed = Instant::now();
+        while client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM event_log WHERE id = $1)",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(committed.elapsed());
+        tokio::time::sleep(pause).await;
+    }
+    latencies.sort();
+    latencies
+}
+
+/// pgbench: 8 clients committing single-event transactions for 10 s; returns tps.
+fn pgbench(database_url: &str) -> f64 {
+    let script = root().join(".services/bench/pgbench.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO bench.event_log (type, environment, context) VALUES ('pgbench', 'Production', '{\"a\": 1}');\n",
+    )
+    .unwrap();
+    let out = Command::new("/usr/lib/postgresql/15/bin/pgbench")
+        .args([
+            "-n",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            "10",
+            "-f",
+            script.to_str().unwrap(),
+            database_url,
+        ])
+        .output()
+        .expect("pgbench runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("pgbench: {text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 #[tokio::main]
@@ -101,7 +332,7 @@ async fn main() {
         .skip_while(|a| a != "--events")
         .nth(1)
         .map(|n| n.parse().expect("--events N"))
-        .unwrap_or(100_000);
+        .unwrap_or(200_000);
     services(&["destroy"]);
     let env = services(&["start", "--fsync", "on"]);
     let url_of = |key: &str| {
@@ -130,76 +361,138 @@ async fn main() {
     let sink = ClickHouseSink::new(&ch).unwrap();
     sink.init().await.unwrap();
     let version = sink.server_version().await.unwrap();
-    let mut client = connect(&database_url).await;
+    let mut b = Bench {
+        client: connect(&database_url).await,
+        database_url: database_url.clone(),
+        ch,
+    };
+    let mut rows = Vec::new();
 
     // 1. Raw drain.
-    load(&client, events).await;
+    b.load(events).await;
     let started = Instant::now();
-    let drained = raw_drain(&mut client).await;
+    let drained = raw_drain(&mut b.client).await;
     let raw_rate = drained as f64 / started.elapsed().as_secs_f64();
 
-    // 2. Relay drain, default settings.
-    load(&client, events).await;
-    let shutdown = CancellationToken::new();
+    // 6a. The seed design's drain (back to back batches).
+    let seed_events = events.min(50_000);
+    b.load(seed_events).await;
+    let mut seed_client = connect(&database_url).await;
     let started = Instant::now();
-    let relay = tokio::spawn(
-        Relay::new(
-            pg.clone(),
-            ClickHouseSink::new(&ch).unwrap(),
-            RelayConfig::default(),
-        )
-        .run(shutdown.clone()),
-    );
-    while pending(&client).await > 0 {
+    while seed_poll_once(&mut seed_client, &sink).await > 0 {}
+    let seed_rate = seed_events as f64 / started.elapsed().as_secs_f64();
+
+    // 2. Backlog drain through the relay binary, defaults.
+    b.load(events).await;
+    let started = Instant::now();
+    let relay = b.relay();
+    let pid = relay.id();
+    let mut peak = 0.0f64;
+    while b.pending().await > 0 {
+        peak = peak.max(peak_rss_mib(pid));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let relay_rate = events as f64 / started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_mib(pid));
+    rows.push(format!(
+        "| backlog drain, {events} events, rows/s | {relay_rate:.0} | raw SKIP LOCKED + DELETE drain: {raw_rate:.0} | {:.2}× |",
+        relay_rate / raw_rate
+    ));
+    rows.push(format!(
+        "| backlog drain vs the seed design, rows/s | {relay_rate:.0} | seed poller (1000 by created_at): {seed_rate:.0} | {:.1}× |",
+        relay_rate / seed_rate
+    ));
+    rows.push(format!(
+        "| relay peak RSS while draining | {peak:.1} MiB | — | — |"
+    ));
 
-    // 3. Idle latency: one event at a time, commit → gone from PostgreSQL.
-    let mut latencies = Vec::new();
-    for i in 0..200 {
-        let id: i64 = client
-            .query_one(
-                "SELECT outbox_publish('probe', jsonb_build_object('i', $1::int))",
-                &[&i],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let committed = Instant::now();
-        while client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM event_log WHERE id = $1)",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-        {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        latencies.push(committed.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    latencies.sort();
+    // 4. Idle latency (relay still running, now idle).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = idle_latency(&b.client, 200, Duration::from_millis(20)).await;
+    rows.push(format!(
+        "| idle latency commit → deleted, p50 / p99 | {} / {} | — | — |",
+        ms(percentile(&idle, 0.5)),
+        ms(percentile(&idle, 0.99))
+    ));
 
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    // 3. Latency under 2,000 events/s.
+    let inserts_before = b.clickhouse_inserts();
+    let window = Instant::now();
+    let loaded = load_with_probes(&database_url, 200, Duration::from_secs(10)).await;
+    b.wait_empty().await;
+    let inserts_per_s =
+        (b.clickhouse_inserts() - inserts_before) as f64 / window.elapsed().as_secs_f64();
+    stop(relay);
+
+    // 6b. The seed design's latency with a 1 s beat, under the same load.
+    b.wait_empty().await;
+    let beat_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beat = {
+        let stop = beat_stop.clone();
+        let sink = ClickHouseSink::new(&b.ch).unwrap();
+        let mut client = connect(&database_url).await;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                seed_poll_once(&mut client, &sink).await;
+            }
+        })
+    };
+    let seed_loaded = load_with_probes(&database_url, 200, Duration::from_secs(10)).await;
+    beat_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    beat.await.unwrap();
+    rows.push(format!(
+        "| latency at 2,000 events/s, p50 / p99 | {} / {} | seed poller, 1 s beat: {} / {} | {:.0}× lower p50 |",
+        ms(percentile(&loaded, 0.5)),
+        ms(percentile(&loaded, 0.99)),
+        ms(percentile(&seed_loaded, 0.5)),
+        ms(percentile(&seed_loaded, 0.99)),
+        percentile(&seed_loaded, 0.5).as_secs_f64() / percentile(&loaded, 0.5).as_secs_f64()
+    ));
+    rows.push(format!(
+        "| ClickHouse inserts/s at 2,000 events/s | {inserts_per_s:.1} | target ≤ ~10 | — |"
+    ));
+    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
+
+    // 5. Producer cost of the trigger, with an idle relay running (registered, as in
+    //    production when the producers start).
+    let relay = b.relay();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with_ours = pgbench(&database_url);
+    stop(relay);
+    b.client
+        .batch_execute("TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify")
+        .await
+        .unwrap();
+    let without = pgbench(&database_url);
+    b.client
+        .batch_execute(
+            "TRUNCATE event_log;
+             CREATE FUNCTION plain_notify() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_notify('plain', ''); RETURN NULL; END $$;
+             CREATE TRIGGER plain_notify AFTER INSERT ON event_log FOR EACH STATEMENT EXECUTE FUNCTION plain_notify();",
+        )
+        .await
+        .unwrap();
+    let with_plain = pgbench(&database_url);
+    rows.push(format!(
+        "| producer tps, 8 clients, with our trigger | {with_ours:.0} | no trigger: {without:.0} | {:.2}× |",
+        with_ours / without
+    ));
+    rows.push(format!(
+        "| producer tps, 8 clients, always-NOTIFY trigger | {with_plain:.0} | no trigger: {without:.0} | {:.2}× |",
+        with_plain / without
+    ));
+
     println!(
-        "\noutbox-relay bench: {events} events, ClickHouse {}.{}, PostgreSQL fsync on",
+        "\noutbox-relay bench: ClickHouse {}.{}, PostgreSQL 15 fsync on, defaults (EVENT_BATCH_SIZE=1000, MAX_IN_FLIGHT=4, COALESCE_INTERVAL=100ms)",
         version.0, version.1
     );
     println!("| measure | outbox-relay | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
-    println!(
-        "| backlog drain, rows/s | {relay_rate:.0} | raw SKIP LOCKED + DELETE drain: {raw_rate:.0} | {:.2}× |",
-        relay_rate / raw_rate
-    );
-    println!(
-        "| idle latency commit → deleted, p50 / p99 | {} / {} | — | — |",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
-    );
+    for row in rows {
+        println!("{row}");
+    }
     services(&["stop"]);
 }
