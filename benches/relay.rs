@@ -93,8 +93,13 @@ impl Bench {
     }
 
     fn relay(&self) -> Child {
+        self.relay_with(&[])
+    }
+
+    fn relay_with(&self, env: &[(&str, &str)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
             .arg("run")
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.database_url)
             .env("CLICKHOUSE_URL", &self.ch.url)
             .env("CLICKHOUSE_DATABASE", &self.ch.database)
@@ -375,7 +380,7 @@ async fn main() {
     let raw_rate = drained as f64 / started.elapsed().as_secs_f64();
 
     // 6a. The seed design's drain (back to back batches).
-    let seed_events = events.min(50_000);
+    let seed_events = events;
     b.load(seed_events).await;
     let mut seed_client = connect(&database_url).await;
     let started = Instant::now();
@@ -455,11 +460,18 @@ async fn main() {
     ));
     b.client.batch_execute("TRUNCATE event_log").await.unwrap();
 
-    // 5. Producer cost of the trigger, with an idle relay running (registered, as in
-    //    production when the producers start).
+    // 5. Producer cost of the trigger. The trigger alone (no relay, so nobody registered),
+    //    then with a relay running (it starts idle and registered; the load makes it busy),
+    //    then with the trigger disabled, then with a plain always-NOTIFY trigger.
+    b.client
+        .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
+        .await
+        .unwrap();
+    let with_ours = pgbench(&database_url);
+    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
     let relay = b.relay();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let with_ours = pgbench(&database_url);
+    let with_ours_relay = pgbench(&database_url);
     stop(relay);
     b.client
         .batch_execute("TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify")
@@ -481,12 +493,33 @@ async fn main() {
         with_ours / without
     ));
     rows.push(format!(
+        "| producer tps, 8 clients, our trigger + relay delivering | {with_ours_relay:.0} | no trigger, no relay: {without:.0} | {:.2}× |",
+        with_ours_relay / without
+    ));
+    rows.push(format!(
         "| producer tps, 8 clients, always-NOTIFY trigger | {with_plain:.0} | no trigger: {without:.0} | {:.2}× |",
         with_plain / without
     ));
 
+    // 2b. The same drain with 5000-row batches, the raw drain's batch size: how much of the
+    //     gap is per-batch cost (one ClickHouse part and one fsync'd commit per batch).
+    b.client.batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify; DROP TRIGGER plain_notify ON event_log; TRUNCATE event_log").await.unwrap();
+    b.load(events).await;
+    let started = Instant::now();
+    let relay = b.relay_with(&[("EVENT_BATCH_SIZE", "5000")]);
+    b.wait_empty().await;
+    let big_rate = events as f64 / started.elapsed().as_secs_f64();
+    stop(relay);
+    rows.insert(
+        1,
+        format!(
+            "| backlog drain with EVENT_BATCH_SIZE=5000, rows/s | {big_rate:.0} | raw drain: {raw_rate:.0} | {:.2}× |",
+            big_rate / raw_rate
+        ),
+    );
+
     println!(
-        "\noutbox-relay bench: ClickHouse {}.{}, PostgreSQL 15 fsync on, defaults (EVENT_BATCH_SIZE=1000, MAX_IN_FLIGHT=4, COALESCE_INTERVAL=100ms)",
+        "\noutbox-relay bench: ClickHouse {}.{}, PostgreSQL 15 fsync on, defaults (EVENT_BATCH_SIZE=1000, MAX_IN_FLIGHT=2, COALESCE_INTERVAL=100ms)",
         version.0, version.1
     );
     println!("| measure | outbox-relay | baseline (same run) | ratio |");

@@ -163,7 +163,7 @@ pub struct RelayArgs {
     )]
     pub poll_interval: String,
     /// Most batches in flight at once (each holds one PostgreSQL connection).
-    #[arg(long, env = "MAX_IN_FLIGHT", default_value = "4", value_name = "N")]
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value = "2", value_name = "N")]
     pub max_in_flight: String,
     /// Longest a sink insert may take; past it the batch is rolled back and retried. Also
     /// bounds how long a claim transaction stays open.

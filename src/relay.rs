@@ -168,7 +168,7 @@ async fn deliver_batch<S: Sink>(
     match try_deliver_batch(pool, sink, config, stats, relay_id, ticket).await {
         Ok(0) => Outcome::Empty(ticket),
         Ok(n) if n >= config.batch_size => Outcome::Full(ticket),
-        Ok(_) => Outcome::Partial(ticket),
+        Ok(n) => Outcome::Partial(ticket, n),
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             Outcome::Failed(format!(

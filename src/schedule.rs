@@ -8,7 +8,7 @@
 //! - **Idle**: the table was empty at the last claim, and the relay is registered in
 //!   `event_log_waiting`, which makes the insert trigger NOTIFY. A notification claims at
 //!   once, so a lone event goes within milliseconds.
-//! - **Busy**: the last claim found events. The relay is not registered, so producers do not
+//! - **Busy**: the last claim found more than one event. The relay is not registered, so producers do not
 //!   NOTIFY (every notifying commit takes a global lock in PostgreSQL), and the relay claims
 //!   at most once per `coalesce` interval: at 2,000 events/s and 100 ms that is ten inserts
 //!   of ~200 events a second instead of thousands of tiny ones.
@@ -51,8 +51,8 @@ pub struct Ticket {
 pub enum Outcome {
     /// The claim came back full: there is probably more.
     Full(Ticket),
-    /// The claim found some events, fewer than a batch.
-    Partial(Ticket),
+    /// The claim found this many events, fewer than a batch.
+    Partial(Ticket, usize),
     /// The claim found nothing unclaimed at its snapshot.
     Empty(Ticket),
     /// The batch was rolled back; its events stay and will be claimed again. Carries the
@@ -175,12 +175,16 @@ impl Scheduler {
                 self.found_events(ticket);
                 self.credits = (self.credits + 2).min(self.max_in_flight);
             }
-            Outcome::Partial(ticket) => {
+            Outcome::Partial(ticket, count) => {
                 self.recovered();
                 self.found_events(ticket);
-                // Busy: claim again, but not before the coalescing interval has passed.
                 self.credits = self.credits.max(1);
-                self.not_before = Some(Instant::now() + self.coalesce);
+                // A lone event is a trickle: look again at once (and most likely go idle).
+                // Several events mean they are arriving faster than we claim: busy, so
+                // wait out the coalescing interval and take them in one insert.
+                if count > 1 {
+                    self.not_before = Some(Instant::now() + self.coalesce);
+                }
             }
             Outcome::Empty(ticket) => {
                 self.recovered();
@@ -302,7 +306,7 @@ mod tests {
         idle(&mut s, &tx).await;
         wake.notify_one();
         let t = s.next_ticket().await.unwrap();
-        tx.send(Outcome::Partial(t)).unwrap();
+        tx.send(Outcome::Partial(t, 2)).unwrap();
         wake.notify_one();
         let start = Instant::now();
         let t = s.next_ticket().await.unwrap();
@@ -320,6 +324,21 @@ mod tests {
             .await
             .expect("re-check at once");
         assert!(t.register, "busy → empty: register, then re-check");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_event_does_not_make_the_relay_busy() {
+        let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
+        idle(&mut s, &tx).await;
+        wake.notify_one();
+        let t = s.next_ticket().await.unwrap();
+        tx.send(Outcome::Partial(t, 1)).unwrap();
+        assert!(
+            ticket_within(&mut s, Duration::from_millis(1))
+                .await
+                .is_some(),
+            "no coalescing wait"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,18 +22,22 @@ CREATE TABLE IF NOT EXISTS event_log_waiting (
 -- inserting statement, never the event body (payloads are capped at 8000 bytes, and the relay
 -- reads the rows anyway), and none at all while every relay is busy. The channel is the
 -- table's qualified name, so relays of different schemas in one database do not wake each
--- other. search_path is pinned so producers with another search_path find event_log_waiting.
-CREATE OR REPLACE FUNCTION event_log_notify() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $$
+-- other. The registrations table is named with its schema, written in when migrate runs,
+-- so producers with any search_path find it (cheaper than pinning search_path per call).
+DO $do$
 BEGIN
-    IF EXISTS (SELECT FROM event_log_waiting) THEN
-        PERFORM pg_notify(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '');
-    END IF;
-    RETURN NULL;
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION event_log_notify() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT FROM %I.event_log_waiting) THEN
+                PERFORM pg_notify(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '');
+            END IF;
+            RETURN NULL;
+        END
+        $$ $f$, current_schema());
 END
-$$;
+$do$;
 
 CREATE OR REPLACE TRIGGER event_log_notify
     AFTER INSERT ON event_log

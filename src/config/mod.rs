@@ -164,7 +164,7 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_size: 1000,
             poll_interval: Duration::from_secs(5),
-            max_in_flight: 4,
+            max_in_flight: 2,
             insert_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
