@@ -75,16 +75,30 @@ async fn producers_notify_only_while_a_relay_waits() {
         "the waiting relay was notified"
     );
 
-    // Under sustained load the relay is busy and unregistered: producers stop notifying.
+    // Under sustained load (4 producers committing as fast as they can) the relay is busy
+    // and unregistered: producers stop notifying.
     let before = notifications.load(Ordering::SeqCst);
-    let started = Instant::now();
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = env.database_url.clone();
+            tokio::spawn(async move {
+                let client = crate::harness::connect(&url).await;
+                let started = Instant::now();
+                let mut commits = 0;
+                while started.elapsed() < Duration::from_millis(1500) {
+                    client
+                        .execute("SELECT outbox_publish('load', '{}')", &[])
+                        .await
+                        .unwrap();
+                    commits += 1;
+                }
+                commits
+            })
+        })
+        .collect();
     let mut commits = 0;
-    while started.elapsed() < Duration::from_millis(1500) {
-        env.client
-            .execute("SELECT outbox_publish('load', '{}')", &[])
-            .await
-            .unwrap();
-        commits += 1;
+    for p in producers {
+        commits += p.await.unwrap();
     }
     env.wait_delivered(2 + commits, Duration::from_secs(10))
         .await;
