@@ -128,6 +128,14 @@ impl<S: Sink> Relay<S> {
         }
         listener_stop.cancel();
         let _ = listener.await;
+        // Best effort: a registration left behind would only make producers notify nobody
+        // until the next listener to connect forgets it.
+        if let Ok(client) = pool.get().await {
+            let deregister = include_str!("../sql/postgres/deregister.sql");
+            if let Err(e) = client.execute(deregister, &[&relay_id]).await {
+                tracing::debug!(error = %e, "could not end the registration at shutdown");
+            }
+        }
         Ok(())
     }
 

@@ -148,3 +148,52 @@ async fn without_a_notification_the_fallback_timer_delivers() {
         "waited {waited:?}, longer than the fallback interval"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_relay_leaves_no_registration_behind() {
+    let env = TestEnv::new("deregister").await;
+    let relay = env.spawn_relay(relay_config());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registered(&env).await == 0 {
+        assert!(Instant::now() < deadline, "the idle relay never registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    relay.stop().await;
+    assert_eq!(
+        registered(&env).await,
+        0,
+        "producers would keep notifying a stopped relay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_of_dead_relays_are_forgotten() {
+    let env = TestEnv::new("dead_relay").await;
+    // A relay that crashed while idle left its registration: producers would notify nobody.
+    env.client
+        .batch_execute("INSERT INTO event_log_waiting (relay) VALUES ('0000000000dead00')")
+        .await
+        .unwrap();
+    let relay = env.spawn_relay(relay_config());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let dead: i64 = env
+            .client
+            .query_one(
+                "SELECT count(*) FROM event_log_waiting WHERE relay = '0000000000dead00'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if dead == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener did not forget the dead relay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+}
