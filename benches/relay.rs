@@ -86,8 +86,19 @@ impl Bench {
             .get(0)
     }
 
+    /// Whether any event is left. Cheap on a big table, unlike count(*): the drain is not
+    /// slowed by watching it.
+    async fn any_left(&self) -> bool {
+        !self
+            .client
+            .query("SELECT id FROM event_log ORDER BY id LIMIT 1", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
     async fn wait_empty(&self) {
-        while self.pending().await > 0 {
+        while self.any_left().await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -331,6 +342,44 @@ fn pgbench(database_url: &str) -> f64 {
         .unwrap_or_else(|| panic!("pgbench: {text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// `-- --long-drain --events 1000000`: one long backlog through the relay, reporting the
+/// drain rate per tenth of the backlog (it must not decay as dead tuples pile up) and the
+/// relay's peak RSS (it must not grow with the backlog).
+async fn long_drain(b: &Bench, events: i64) {
+    b.load(events).await;
+    let relay = b.relay();
+    let pid = relay.id();
+    let step = events / 10;
+    let mut next = events - step;
+    let mut last = Instant::now();
+    let started = last;
+    let mut peak = 0.0f64;
+    // count(*) every 250 ms: coarse enough not to slow the drain much.
+    println!("| backlog left | rows/s over the last {step} | relay peak RSS so far |");
+    println!("|---|---|---|");
+    loop {
+        let left = b.pending().await;
+        peak = peak.max(peak_rss_mib(pid));
+        if left <= next {
+            println!(
+                "| {left} | {:.0} | {peak:.1} MiB |",
+                step as f64 / last.elapsed().as_secs_f64()
+            );
+            last = Instant::now();
+            if left == 0 {
+                break;
+            }
+            next = (next - step).max(0);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "\n{events} events drained at {:.0} rows/s overall; relay peak RSS {peak:.1} MiB",
+        events as f64 / started.elapsed().as_secs_f64()
+    );
+    stop(relay);
+}
+
 #[tokio::main]
 async fn main() {
     let events: i64 = std::env::args()
@@ -373,6 +422,12 @@ async fn main() {
     };
     let mut rows = Vec::new();
 
+    if std::env::args().any(|a| a == "--long-drain") {
+        long_drain(&b, events).await;
+        services(&["stop"]);
+        return;
+    }
+
     // 1. Raw drain.
     b.load(events).await;
     let started = Instant::now();
@@ -393,7 +448,7 @@ async fn main() {
     let relay = b.relay();
     let pid = relay.id();
     let mut peak = 0.0f64;
-    while b.pending().await > 0 {
+    while b.any_left().await {
         peak = peak.max(peak_rss_mib(pid));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
