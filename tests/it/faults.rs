@@ -67,18 +67,11 @@ async fn a_hanging_clickhouse_times_out_and_releases_the_claim() {
         publish(&env.client, &event(i)).await.unwrap();
     }
     crate::harness::wait_for_failed_batches(&relay.stats, 1, "the insert never timed out").await;
-    // The claim was rolled back: the rows are unlocked, so another session can lock them.
-    let locked: i64 = env
-        .client
-        .query_one(
-            "SELECT count(*) FROM (SELECT id FROM event_log FOR UPDATE SKIP LOCKED) t",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    // A retry may hold them again at this instant; what matters is they are never lost.
-    assert!(locked <= 5);
+    // The claim was rolled back: between retries (each bounded by the insert timeout) the
+    // rows are unlocked, so another session can lock them. Without the timeout they would
+    // stay locked for as long as ClickHouse hangs.
+    env.wait_unlocked(5, "the hanging insert kept its claim")
+        .await;
     assert_eq!(env.pending().await, 5);
     clickhouse.signal("CONT");
     let resumed = std::time::Instant::now();
@@ -198,26 +191,8 @@ async fn past_the_grace_period_in_flight_batches_roll_back() {
     );
     clickhouse.signal("CONT");
     // The stuck batch was rolled back: its rows are still there, and unlocked.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let free: i64 = env
-            .client
-            .query_one(
-                "SELECT count(*) FROM (SELECT id FROM event_log FOR UPDATE SKIP LOCKED) t",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if free == 5 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rows still locked: {free} of 5 free"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_unlocked(5, "the stuck batch's rows stayed locked")
+        .await;
     // ClickHouse may still complete the insert it received before SIGSTOP: the events are
     // then in both places, and the next run's redelivery collapses by event_id. What must
     // hold is that nothing left PostgreSQL unacknowledged.

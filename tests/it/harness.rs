@@ -222,6 +222,27 @@ impl TestEnv {
             .get(0)
     }
 
+    /// Waits until `n` outbox rows are free to lock (no claim holds them).
+    pub async fn wait_unlocked(&self, n: i64, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let free: i64 = self
+                .client
+                .query_one(
+                    "SELECT count(*) FROM (SELECT id FROM event_log FOR UPDATE SKIP LOCKED) t",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if free == n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {free} of {n} rows free");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until ClickHouse holds `n` rows and the outbox is empty.
     pub async fn wait_delivered(&self, n: usize, within: Duration) -> Vec<Event> {
         let deadline = Instant::now() + within;
