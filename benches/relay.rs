@@ -249,7 +249,7 @@ async fn load_with_probes(database_url: &str, tx_per_s: u32, duration: Duration)
                     .unwrap();
                 let committed = Instant::now();
                 n += 1;
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     let id: i64 = row.get(0);
                     let (prober, latencies) = (prober.clone(), latencies.clone());
                     probes.push(tokio::spawn(async move {

@@ -206,7 +206,7 @@ async fn odd_but_legal_events_arrive_byte_exact() {
     for _ in 0..200 {
         deep = json!([deep]);
     }
-    let contexts = vec![
+    let contexts = [
         json!({"controls": "tab\there\u{1}\u{1f}\u{7f} bell\u{7}", "newline": "a\nb\r\n"}),
         json!({"unicode": "ÅÄÖ ∑ 𝄞 👩‍👩‍👧 \u{200b} \u{fffd}"}),
         deep,

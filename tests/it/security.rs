@@ -208,7 +208,7 @@ async fn tls_to_both_servers_with_a_private_ca() {
         .envs(env.bin_env())
         .env(
             "DATABASE_URL",
-            &tls_url.replace(&format!("&sslrootcert={ca}"), ""),
+            tls_url.replace(&format!("&sslrootcert={ca}"), ""),
         )
         .output()
         .unwrap();
