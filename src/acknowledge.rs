@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 const ACKNOWLEDGE_SQL: &str = include_str!("../sql/postgres/acknowledge.sql");
 const DEAD_LETTER_SQL: &str = include_str!("../sql/postgres/dead_letter.sql");
-const DEREGISTER_SQL: &str = include_str!("../sql/postgres/deregister.sql");
+pub(crate) const DEREGISTER_SQL: &str = include_str!("../sql/postgres/deregister.sql");
 
 /// Dead-letters `refused`, deletes all the claim's events, ends the relay's registration as
 /// a waiter when `deregister` names it, and commits, atomically. Call only after the sink

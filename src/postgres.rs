@@ -34,10 +34,14 @@ pub fn session_config(
 
 /// A pool of `size` connections. Recycling is `Fast`: a claim's transaction always ends in
 /// commit or rollback, and `Clean` would run `DISCARD ALL`, losing prepared statements.
-pub fn pool(pg: &PostgresConfig, config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+pub fn pool(
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    size: usize,
+) -> Result<Pool> {
     let manager = Manager::from_config(
         config,
-        crate::tls::postgres(pg)?,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

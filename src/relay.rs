@@ -75,13 +75,15 @@ impl<S: Sink> Relay<S> {
             config.idle_in_transaction_timeout(),
             &relay_id,
         );
-        let pool = crate::postgres::pool(&self.postgres, session.clone(), config.max_in_flight)?;
+        // One TLS setup (it reads the root certificates) for the pool and the listener.
+        let tls = crate::tls::postgres(&self.postgres)?;
+        let pool = crate::postgres::pool(session.clone(), tls.clone(), config.max_in_flight)?;
 
         let wake = Arc::new(Notify::new());
         let listener_stop = CancellationToken::new();
         let listener = Listener::new(
             session,
-            crate::tls::postgres(&self.postgres)?,
+            tls,
             wake.clone(),
             config.max_backoff,
             listener_stop.clone(),
@@ -131,8 +133,10 @@ impl<S: Sink> Relay<S> {
         // Best effort: a registration left behind would only make producers notify nobody
         // until the next listener to connect forgets it.
         if let Ok(client) = pool.get().await {
-            let deregister = include_str!("../sql/postgres/deregister.sql");
-            if let Err(e) = client.execute(deregister, &[&relay_id]).await {
+            if let Err(e) = client
+                .execute(crate::acknowledge::DEREGISTER_SQL, &[&relay_id])
+                .await
+            {
                 tracing::debug!(error = %e, "could not end the registration at shutdown");
             }
         }
