@@ -118,7 +118,7 @@ impl<S: Sink> Relay<S> {
                         let _ = outcomes.send(outcome);
                     }
                 });
-        tokio::pin!(pipeline);
+        let mut pipeline = Box::pin(pipeline);
         let grace_over = async {
             shutdown.cancelled().await;
             tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: no new claims; finishing in-flight batches");
@@ -128,11 +128,14 @@ impl<S: Sink> Relay<S> {
             _ = &mut pipeline => tracing::info!("in-flight batches finished"),
             _ = grace_over => tracing::warn!("shutdown grace period over: rolling back unfinished batches (their events stay for the next run)"),
         }
+        // Dropping the pipeline rolls back what is still in flight and returns its connections.
+        drop(pipeline);
         listener_stop.cancel();
         let _ = listener.await;
         // Best effort: a registration left behind would only make producers notify nobody
         // until the next listener to connect forgets it.
-        if let Ok(client) = pool.get().await {
+        let client = tokio::time::timeout(std::time::Duration::from_secs(2), pool.get()).await;
+        if let Ok(Ok(client)) = client {
             if let Err(e) = client
                 .execute(crate::acknowledge::DEREGISTER_SQL, &[&relay_id])
                 .await
