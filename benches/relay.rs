@@ -162,7 +162,7 @@ async fn raw_drain(client: &mut tokio_postgres::Client) -> u64 {
     let mut total = 0;
     loop {
         let tx = client.transaction().await.unwrap();
-        let rows = tx.query(claim, &[&5000i64]).await.unwrap();
+        let rows = tx.query(claim, &[&5000i64, &i64::MIN]).await.unwrap();
         if rows.is_empty() {
             return total;
         }
@@ -380,6 +380,50 @@ async fn long_drain(b: &Bench, events: i64) {
     stop(relay);
 }
 
+/// `-- --drain-only`: measures 1 and 2 alone, three times alternating, for quick
+/// comparisons while optimising (relay settings come from the environment, e.g.
+/// `EVENT_BATCH_SIZE=5000 cargo bench --bench relay -- --drain-only`).
+async fn drain_only(b: &mut Bench, events: i64) {
+    println!("| round | raw rows/s | relay rows/s | ratio |");
+    println!("|---|---|---|---|");
+    for round in 1..=3 {
+        b.load(events).await;
+        let started = Instant::now();
+        let drained = raw_drain(&mut b.client).await;
+        let raw_rate = drained as f64 / started.elapsed().as_secs_f64();
+        b.load(events).await;
+        let started = Instant::now();
+        let relay = b.relay();
+        // `PERF_OUT=file`: profile the whole machine (relay, PostgreSQL, ClickHouse) during
+        // the first relay drain; `perf report -i file --sort comm,dso` says where time goes.
+        let perf = std::env::var("PERF_OUT")
+            .ok()
+            .filter(|_| round == 1)
+            .map(|out| {
+                Command::new("perf")
+                    .args(["record", "-a", "-g", "-o", &out])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("perf starts")
+            });
+        b.wait_empty().await;
+        let relay_rate = events as f64 / started.elapsed().as_secs_f64();
+        if let Some(perf) = perf {
+            Command::new("kill")
+                .args(["-INT", &perf.id().to_string()])
+                .status()
+                .unwrap();
+            perf.wait_with_output().unwrap();
+        }
+        stop(relay);
+        println!(
+            "| {round} | {raw_rate:.0} | {relay_rate:.0} | {:.2}× |",
+            relay_rate / raw_rate
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let events: i64 = std::env::args()
@@ -424,6 +468,11 @@ async fn main() {
 
     if std::env::args().any(|a| a == "--long-drain") {
         long_drain(&b, events).await;
+        services(&["stop"]);
+        return;
+    }
+    if std::env::args().any(|a| a == "--drain-only") {
+        drain_only(&mut b, events).await;
         services(&["stop"]);
         return;
     }

@@ -1,4 +1,9 @@
 //! Stage 2, claim: lock up to a batch of the oldest events in a transaction of their own.
+//!
+//! A delivery may hold several claims: while each comes back full, the same transaction
+//! claims the next `EVENT_BATCH_SIZE` rows after the last one it holds (up to
+//! `CLAIMS_PER_INSERT`), so a backlog reaches the sink in few large inserts. ClickHouse
+//! pays per insert (one part, about twenty files, and later merges), not per row.
 
 use deadpool_postgres::Transaction;
 
@@ -20,23 +25,37 @@ pub async fn claim(client: &mut deadpool_postgres::Client, limit: usize) -> Resu
         .transaction()
         .await
         .map_err(|e| Error::postgres("could not begin a claim", e))?;
-    let statement = tx
-        .prepare_cached(CLAIM_SQL)
-        .await
-        .map_err(|e| Error::postgres("could not prepare the claim query", e))?;
-    let rows = tx
-        .query(&statement, &[&(limit as i64)])
-        .await
-        .map_err(|e| Error::postgres("claim query failed", e))?;
-    let events = rows
-        .iter()
-        .map(|row| Event {
+    let mut claim = Claim {
+        tx,
+        events: Vec::new(),
+    };
+    claim.claim_more(limit).await?;
+    Ok(claim)
+}
+
+impl Claim<'_> {
+    /// Locks up to `limit` more unclaimed events after the last one held, in the same
+    /// transaction; returns how many it got.
+    pub async fn claim_more(&mut self, limit: usize) -> Result<usize> {
+        let after = self.events.last().map_or(i64::MIN, |e| e.id);
+        let statement = self
+            .tx
+            .prepare_cached(CLAIM_SQL)
+            .await
+            .map_err(|e| Error::postgres("could not prepare the claim query", e))?;
+        let rows = self
+            .tx
+            .query(&statement, &[&(limit as i64), &after])
+            .await
+            .map_err(|e| Error::postgres("claim query failed", e))?;
+        self.events.reserve(rows.len());
+        self.events.extend(rows.iter().map(|row| Event {
             id: row.get(0),
             event_type: row.get(1),
             created_at: row.get(2),
             environment: row.get(3),
             context: row.get(4),
-        })
-        .collect();
-    Ok(Claim { tx, events })
+        }));
+        Ok(rows.len())
+    }
 }

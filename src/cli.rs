@@ -153,6 +153,26 @@ pub struct RelayArgs {
         value_name = "N"
     )]
     pub batch_size: String,
+    /// While claims come back full (a backlog), one delivery keeps claiming: up to this many
+    /// claims of EVENT_BATCH_SIZE rows in one transaction and one sink insert. ClickHouse
+    /// pays per insert, not per row. 1 = one claim per insert.
+    #[arg(
+        long,
+        env = "CLAIMS_PER_INSERT",
+        default_value = "10",
+        value_name = "N"
+    )]
+    pub claims_per_insert: String,
+    /// A delivery stops claiming more once its events hold this many bytes (context + type
+    /// + environment), which bounds memory when events are large. The first claim is
+    /// always taken whole.
+    #[arg(
+        long,
+        env = "MAX_INSERT_BYTES",
+        default_value = "16777216",
+        value_name = "BYTES"
+    )]
+    pub max_insert_bytes: String,
     /// Fallback poll interval: the relay looks for events this often even without a
     /// notification (humantime, e.g. `5s`, `500ms`).
     #[arg(

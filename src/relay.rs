@@ -181,9 +181,9 @@ async fn deliver_batch<S: Sink>(
     ticket: Ticket,
 ) -> Outcome {
     match try_deliver_batch(pool, sink, config, stats, relay_id, ticket).await {
-        Ok(0) => Outcome::Empty(ticket),
-        Ok(n) if n >= config.batch_size => Outcome::Full(ticket),
-        Ok(n) => Outcome::Partial(ticket, n),
+        Ok(Claimed::Empty) => Outcome::Empty(ticket),
+        Ok(Claimed::Full) => Outcome::Full(ticket),
+        Ok(Claimed::Partial(n)) => Outcome::Partial(ticket, n),
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             Outcome::Failed(format!(
@@ -203,7 +203,7 @@ async fn try_deliver_batch<S: Sink>(
     stats: &Stats,
     relay_id: &str,
     ticket: Ticket,
-) -> Result<usize> {
+) -> Result<Claimed> {
     let started = Instant::now();
     let mut client = pool.get().await.map_err(|e| {
         Error::with_source(
@@ -219,11 +219,23 @@ async fn try_deliver_batch<S: Sink>(
             .await
             .map_err(|e| Error::postgres("could not register as a waiting relay", e))?;
     }
-    let claim = crate::claim::claim(&mut client, config.batch_size).await?;
+    let mut claim = crate::claim::claim(&mut client, config.batch_size).await?;
+    let mut claims = 1;
+    let mut full = claim.events.len() == config.batch_size;
+    let mut bytes: usize = claim.events.iter().map(crate::deliver::event_size).sum();
+    while full && claims < config.claims_per_insert && bytes < config.max_insert_bytes {
+        let before = claim.events.len();
+        full = claim.claim_more(config.batch_size).await? == config.batch_size;
+        bytes += claim.events[before..]
+            .iter()
+            .map(crate::deliver::event_size)
+            .sum::<usize>();
+        claims += 1;
+    }
     let count = claim.events.len();
     if count == 0 {
         // Nothing to do; dropping the claim ends its (empty) transaction.
-        return Ok(0);
+        return Ok(Claimed::Empty);
     }
     let (first_id, last_id) = (claim.events[0].id, claim.events[count - 1].id);
     let claimed = started.elapsed();
@@ -249,6 +261,7 @@ async fn try_deliver_batch<S: Sink>(
     }
     tracing::info!(
         count,
+        claims,
         dead_lettered = refused.len(),
         first_id,
         last_id,
@@ -262,7 +275,19 @@ async fn try_deliver_batch<S: Sink>(
         .delivered
         .fetch_add((count - refused.len()) as u64, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    Ok(count)
+    Ok(if full {
+        Claimed::Full
+    } else {
+        Claimed::Partial(count)
+    })
+}
+
+/// What a delivery found: nothing, fewer rows than it could take, or only full claims (so
+/// more are probably waiting).
+enum Claimed {
+    Empty,
+    Partial(usize),
+    Full,
 }
 
 /// An error and its causes on one line.

@@ -2,8 +2,15 @@
 -- rows another relay holds are skipped, not waited for. The locks live until the claiming
 -- transaction commits (after the sink has the rows) or rolls back (they are claimed again).
 -- context is read as text: the sink stores the JSON text, so it is never parsed here.
+--
+-- $2 is the last id this transaction already claimed (the smallest bigint for its first
+-- claim). It is needed, not an optimisation: SKIP LOCKED only skips rows *other*
+-- transactions hold, so a second claim in the same transaction would return the first
+-- one's rows again. Rows below $2 that it misses (committed late, or released by another
+-- relay's rollback) are taken by the next delivery, whose first claim starts from the top.
 SELECT id, type, created_at, environment, context::text
 FROM event_log
+WHERE id > $2
 ORDER BY id
 LIMIT $1
 FOR UPDATE SKIP LOCKED

@@ -132,6 +132,10 @@ impl std::fmt::Debug for ClickHouseConfig {
 pub struct RelayConfig {
     /// Most events per claim.
     pub batch_size: usize,
+    /// Most claims one delivery combines into one sink insert while they come back full.
+    pub claims_per_insert: usize,
+    /// A delivery claims no more once its events hold this many bytes.
+    pub max_insert_bytes: usize,
     /// Fallback wake-up when no notification arrives.
     pub poll_interval: Duration,
     /// Most batches in flight (and pooled connections).
@@ -163,6 +167,8 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             batch_size: 1000,
+            claims_per_insert: 10,
+            max_insert_bytes: 16 * 1024 * 1024,
             poll_interval: Duration::from_secs(5),
             max_in_flight: 2,
             insert_timeout: Duration::from_secs(10),
@@ -329,6 +335,16 @@ fn relay_config(args: &cli::RelayArgs) -> Result<RelayConfig, ConfigError> {
             "EVENT_BATCH_SIZE (--batch-size)",
             &args.batch_size,
             1_000_000,
+        )?,
+        claims_per_insert: positive(
+            "CLAIMS_PER_INSERT (--claims-per-insert)",
+            &args.claims_per_insert,
+            1000,
+        )?,
+        max_insert_bytes: positive(
+            "MAX_INSERT_BYTES (--max-insert-bytes)",
+            &args.max_insert_bytes,
+            1 << 40,
         )?,
         poll_interval: duration("POLL_INTERVAL (--poll-interval)", &args.poll_interval)?,
         max_in_flight: positive("MAX_IN_FLIGHT (--max-in-flight)", &args.max_in_flight, 256)?,

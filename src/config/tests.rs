@@ -31,6 +31,7 @@ fn defaults_are_valid() {
         panic!("not run")
     };
     assert_eq!(relay.batch_size, 1000);
+    assert_eq!(relay.claims_per_insert, 10);
     assert_eq!(relay.poll_interval, Duration::from_secs(5));
     assert_eq!(clickhouse.database, "default");
 }
@@ -42,6 +43,18 @@ fn bad_batch_size_names_the_variable() {
     assert!(err.contains("'many'"), "{err}");
     let err = run_with(&["--batch-size", "0"]).unwrap_err().to_string();
     assert!(err.contains("out of range"), "{err}");
+}
+
+#[test]
+fn bad_insert_grouping_names_the_variable() {
+    let err = run_with(&["--claims-per-insert", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CLAIMS_PER_INSERT"), "{err}");
+    let err = run_with(&["--max-insert-bytes", "16MB"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MAX_INSERT_BYTES"), "{err}");
 }
 
 #[test]

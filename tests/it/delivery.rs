@@ -1,5 +1,6 @@
 //! Events committed in PostgreSQL arrive in ClickHouse intact, once, and only if committed.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use outbox_relay::config::RelayConfig;
@@ -100,6 +101,7 @@ async fn batches_hold_at_most_event_batch_size() {
     }
     let relay = env.spawn_relay(RelayConfig {
         batch_size: 10,
+        claims_per_insert: 1,
         max_in_flight: 1,
         ..relay_config()
     });
@@ -121,6 +123,67 @@ async fn batches_hold_at_most_event_batch_size() {
         env.ch.database
     ));
     assert!(parts.trim().parse::<u32>().unwrap() <= 3, "parts: {parts}");
+}
+
+/// Level-0 parts of the test's ClickHouse table: one per insert, before merges.
+fn inserted_parts(env: &TestEnv) -> u32 {
+    let parts = crate::harness::clickhouse_sql(&env.ch.url)(&format!(
+        "SELECT count() FROM system.parts WHERE database = '{}' AND table = 'event_log' AND level = 0",
+        env.ch.database
+    ));
+    parts.trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_claims_combine_into_one_insert() {
+    let env = TestEnv::new("multiclaim").await;
+    for i in 0..25 {
+        publish(&env.client, &event("m", json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+    let relay = env.spawn_relay(RelayConfig {
+        batch_size: 10,
+        claims_per_insert: 2,
+        max_in_flight: 1,
+        ..relay_config()
+    });
+    env.wait_delivered(25, Duration::from_secs(20)).await;
+    let stats = relay.stats.clone();
+    relay.stop().await;
+    // Claims of 10 + 10 in one delivery (both full), then 5 in the next.
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+    assert_eq!(inserted_parts(&env), 2);
+    // The second claim of a transaction starts after the first's rows: none twice.
+    let delivered = env.delivered().await;
+    let mut ids: Vec<_> = delivered.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((delivered.len(), ids.len()), (25, 25));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_stop_a_delivery_from_claiming_more() {
+    let env = TestEnv::new("insertbytes").await;
+    let note = "x".repeat(1000);
+    for i in 0..25 {
+        publish(&env.client, &event("big", json!({ "i": i, "note": note })))
+            .await
+            .unwrap();
+    }
+    let relay = env.spawn_relay(RelayConfig {
+        batch_size: 10,
+        claims_per_insert: 10,
+        // One claim of ten ~1 KB events is past this: no delivery claims a second time.
+        max_insert_bytes: 5_000,
+        max_in_flight: 1,
+        ..relay_config()
+    });
+    env.wait_delivered(25, Duration::from_secs(20)).await;
+    let stats = relay.stats.clone();
+    relay.stop().await;
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 3, "10 + 10 + 5");
+    assert_eq!(inserted_parts(&env), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
