@@ -377,6 +377,19 @@ async fn long_drain(b: &Bench, events: i64) {
         "\n{events} events drained at {:.0} rows/s overall; relay peak RSS {peak:.1} MiB",
         events as f64 / started.elapsed().as_secs_f64()
     );
+    let row = b
+        .client
+        .query_one(
+            "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE relid = 'event_log'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    println!(
+        "event_log after the drain: {} dead tuples, {} autovacuum runs during the bench",
+        row.get::<_, i64>(0),
+        row.get::<_, i64>(1)
+    );
     stop(relay);
 }
 

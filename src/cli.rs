@@ -17,6 +17,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Install the PostgreSQL outbox (table, trigger, outbox_publish) and the ClickHouse table.
     /// Idempotent; safe to run from several places at once.
@@ -163,8 +165,8 @@ pub struct RelayArgs {
         value_name = "N"
     )]
     pub claims_per_insert: String,
-    /// A delivery stops claiming more once its events hold this many bytes (context + type
-    /// + environment), which bounds memory when events are large. The first claim is
+    /// A delivery stops claiming more once its events hold this many bytes (of context, type
+    /// and environment), which bounds memory when events are large. The first claim is
     /// always taken whole.
     #[arg(
         long,

@@ -9,6 +9,20 @@ CREATE TABLE IF NOT EXISTS event_log (
     context     jsonb       NOT NULL DEFAULT '{}'
 );
 
+-- A queue table: rows live for milliseconds and every one is deleted, so dead tuples are
+-- nearly all it ever holds. With the defaults (vacuum once dead rows pass 20 % of the live
+-- ones, throttled by cost delays) a large backlog piles up hundreds of thousands of dead
+-- tuples, and every claim walks the dead index entries at the head of the primary key
+-- before it finds a live row. Vacuum after a fixed 10,000 dead rows, whatever the table's
+-- size, and unthrottled: the table is small once drained, so each pass is cheap.
+-- Analyze stays on the defaults: the claim's plan (primary-key index scan) does not
+-- depend on statistics.
+ALTER TABLE event_log SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 10000,
+    autovacuum_vacuum_cost_delay = 0
+);
+
 -- Relays that are idle and want a notification for the next event, one row each (the id
 -- is in the relay sessions' application_name, 'outbox-relay/<relay>'). A busy relay is not
 -- here: it polls, and producers skip the NOTIFY, whose commit-time global lock would

@@ -116,6 +116,23 @@ async fn migrate_twice_changes_nothing_and_concurrent_migrates_succeed() {
         ));
         (pg, ch)
     };
+    // The delete-heavy queue table gets its own autovacuum settings (see schema.sql).
+    let options: Vec<String> = env
+        .client
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE oid = 'event_log'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for expected in [
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=10000",
+        "autovacuum_vacuum_cost_delay=0",
+    ] {
+        assert!(options.iter().any(|o| o == expected), "{options:?}");
+    }
     let before = snapshot().await;
     let out = run(bin().args(["migrate", "--demo"]).envs(env.bin_env()));
     assert!(out.status.success(), "{}", text(&out));
