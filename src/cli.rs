@@ -53,6 +53,14 @@ pub enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Show the outbox at a glance: backlog, lag, dead letters, delivery rate. Exit code 3
+    /// when the lag is over `--max-lag`, for cron or Nagios-style checks.
+    Status {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        status: StatusArgs,
+    },
     /// Inspect events the sink refused, and move them back to be delivered again.
     DeadLetter {
         #[command(subcommand)]
@@ -71,6 +79,23 @@ pub enum Command {
         #[arg(long, value_name = "JSON", default_value = "{}")]
         context: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh in place every interval until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between the two samples the delivery rate is computed from (and between
+    /// refreshes with `--watch`).
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub interval: String,
+    /// Exit with code 3 when the oldest pending event is older than this (e.g. `60s`).
+    #[arg(long, value_name = "DURATION")]
+    pub max_lag: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +190,19 @@ pub struct RelayArgs {
         value_name = "N"
     )]
     pub claims_per_insert: String,
+    /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz`, e.g.
+    /// `127.0.0.1:9187` (`0.0.0.0:9187` in a container). Off when unset.
+    #[arg(long, env = "METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// How often the backlog, lag and dead-letter gauges and readiness are sampled (one
+    /// cheap query and a sink ping each time).
+    #[arg(
+        long,
+        env = "SAMPLE_INTERVAL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub sample_interval: String,
     /// A delivery stops claiming more once its events hold this many bytes (of context, type
     /// and environment), which bounds memory when events are large. The first claim is
     /// always taken whole.
@@ -268,4 +306,23 @@ pub struct TelemetryArgs {
         value_name = "DSN"
     )]
     pub sentry_dsn: Option<String>,
+    /// Sentry environment tag on every error and transaction, e.g. `production`, `staging`.
+    #[arg(
+        long,
+        env = "SENTRY_ENVIRONMENT",
+        default_value = "production",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub sentry_environment: String,
+    /// Share of batches (0.0–1.0) sent to Sentry as performance transactions, with claim,
+    /// deliver and acknowledge as spans. 0 sends none.
+    #[arg(
+        long,
+        env = "SENTRY_TRACES_SAMPLE_RATE",
+        default_value = "0",
+        global = true,
+        value_name = "RATE"
+    )]
+    pub sentry_traces_sample_rate: String,
 }

@@ -89,6 +89,16 @@ impl Error {
             .downcast_ref::<tokio_postgres::Error>()?
             .code()
     }
+
+    /// For metrics, a PostgreSQL failure coarsely: `statement` when the server refused a
+    /// statement (it has a SQLSTATE), `connection` otherwise (unreachable, closed, pool).
+    pub fn postgres_kind(&self) -> &'static str {
+        if self.sql_state().is_some() {
+            "statement"
+        } else {
+            "connection"
+        }
+    }
 }
 
 /// The crate's result type.

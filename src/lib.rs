@@ -21,6 +21,7 @@
 
 pub mod acknowledge;
 pub mod backoff;
+mod batch;
 pub mod claim;
 pub mod cli;
 pub mod config;
@@ -30,11 +31,13 @@ mod error;
 mod event;
 pub mod listen;
 pub mod migrate;
+pub mod observe;
 pub mod postgres;
 mod producer;
 pub mod relay;
 pub mod schedule;
 pub mod sink;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 

@@ -8,7 +8,6 @@
 //! and the claim query is the truth.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::observe::Observer;
 
 const FORGET_DEAD_RELAYS_SQL: &str = include_str!("../sql/postgres/forget_dead_relays.sql");
 
@@ -27,7 +27,7 @@ pub struct Listener {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     wake: Arc<Notify>,
-    connected: Arc<AtomicBool>,
+    observer: Arc<Observer>,
     max_backoff: Duration,
     shutdown: CancellationToken,
 }
@@ -38,32 +38,29 @@ impl Listener {
         tls: MakeRustlsConnect,
         wake: Arc<Notify>,
         max_backoff: Duration,
+        observer: Arc<Observer>,
         shutdown: CancellationToken,
     ) -> Self {
         Listener {
             config,
             tls,
             wake,
-            connected: Arc::new(AtomicBool::new(false)),
+            observer,
             max_backoff,
             shutdown,
         }
     }
 
-    /// Whether the LISTEN is in place right now (for readiness).
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
-    }
-
     /// Listens, reconnecting with backoff, until shutdown.
     pub async fn run(self) {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
+        let mut listened = false;
         loop {
             let ended = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                ended = self.session(&mut backoff) => ended,
+                ended = self.session(&mut backoff, &mut listened) => ended,
             };
-            self.connected.store(false, Ordering::Relaxed);
+            self.observer.health.set_listener(false);
             let delay = backoff.next_delay();
             // Log once per outage, not once per attempt.
             if backoff.failures() == 1 {
@@ -79,7 +76,7 @@ impl Listener {
     }
 
     /// One connection's life: connect, LISTEN, forward notifications until it fails.
-    async fn session(&self, backoff: &mut Backoff) -> String {
+    async fn session(&self, backoff: &mut Backoff, listened: &mut bool) -> String {
         let (client, connection) = match self.config.connect(self.tls.clone()).await {
             Ok(pair) => pair,
             Err(e) => return format!("cannot connect: {e}"),
@@ -106,7 +103,10 @@ impl Listener {
             tracing::info!(%channel, "listening for notifications");
         }
         backoff.reset();
-        self.connected.store(true, Ordering::Relaxed);
+        self.observer.health.set_listener(true);
+        if std::mem::replace(listened, true) {
+            self.observer.metrics.listener_reconnected();
+        }
         // Drain at once: anything committed while we were not listening sent no wake-up we saw.
         self.wake.notify_one();
         let pending = futures::future::pending::<Result<(), tokio_postgres::Error>>();

@@ -1,7 +1,7 @@
 //! The `outbox-relay` binary: parse, validate, then run one subcommand.
 //!
 //! Exit codes: 0 success, 1 runtime failure (a server unreachable, a statement refused),
-//! 2 invalid usage or configuration.
+//! 2 invalid usage or configuration, 3 `status --max-lag`: the lag is over the limit.
 
 use std::process::ExitCode;
 
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     };
     let _telemetry = outbox_relay::telemetry::init(&config.telemetry);
     match try_main(config.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::debug!(error = ?e, "exiting with an error");
             // Reported to Sentry when SENTRY_DSN is set (a no-op otherwise); the guard
@@ -40,12 +40,47 @@ fn main() -> ExitCode {
     }
 }
 
-fn try_main(command: Command) -> anyhow::Result<()> {
+/// Exit code of `status` when the lag is over `--max-lag`.
+const LAG_OVER_MAX: u8 = 3;
+
+fn try_main(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    runtime.block_on(run_command(command))
+}
+
+async fn status_command(
+    postgres: &outbox_relay::config::PostgresConfig,
+    config: &outbox_relay::status::StatusConfig,
+) -> anyhow::Result<ExitCode> {
+    use outbox_relay::status::{render, status};
+    let client = outbox_relay::postgres::connect(postgres).await?;
+    loop {
+        let status = status(&client, config).await?;
+        let text = if config.json {
+            format!("{}\n", serde_json::to_string(&status)?)
+        } else {
+            render(&status)
+        };
+        if !config.watch {
+            print!("{text}");
+            return Ok(if status.lag_over_max {
+                ExitCode::from(LAG_OVER_MAX)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        // Clear the screen and home the cursor: a refresh in place, like watch(1).
+        print!("\x1b[2J\x1b[H{text}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
+}
+
+async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
+    let done: anyhow::Result<()> = {
         match command {
             Command::Migrate {
                 postgres,
@@ -63,14 +98,41 @@ fn try_main(command: Command) -> anyhow::Result<()> {
                 postgres,
                 clickhouse,
                 relay,
+                metrics_addr,
             } => {
-                tracing::info!(?postgres, ?clickhouse, ?relay, "configuration");
+                tracing::info!(
+                    ?postgres,
+                    ?clickhouse,
+                    ?relay,
+                    ?metrics_addr,
+                    "configuration"
+                );
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                Relay::new(postgres, ClickHouseSink::new(&clickhouse)?, relay)
-                    .run(shutdown)
-                    .await?;
+                let relay = Relay::new(postgres, ClickHouseSink::new(&clickhouse)?, relay);
+                // The endpoints outlive the relay's drain: readiness says "shutting down".
+                let http_stop = CancellationToken::new();
+                let http = match metrics_addr {
+                    Some(addr) => {
+                        let listener = outbox_relay::observe::http::bind(addr).await?;
+                        Some(tokio::spawn(outbox_relay::observe::http::serve(
+                            listener,
+                            relay.observer(),
+                            http_stop.clone(),
+                        )))
+                    }
+                    None => None,
+                };
+                let result = relay.run(shutdown).await;
+                http_stop.cancel();
+                if let Some(http) = http {
+                    let _ = http.await;
+                }
+                result?;
                 Ok(())
+            }
+            Command::Status { postgres, status } => {
+                return status_command(&postgres, &status).await
             }
             Command::CreateUser {
                 postgres,
@@ -129,7 +191,8 @@ fn try_main(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT).

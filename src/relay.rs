@@ -8,21 +8,20 @@
 //! Shutdown has two phases: the ticket stream ends (no new claims), then in-flight batches
 //! finish; past `shutdown_grace` they are dropped, which rolls them back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{deliver_batch, BatchContext};
 use crate::config::{PostgresConfig, RelayConfig};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::listen::Listener;
-use crate::schedule::{Outcome, Scheduler, Ticket};
+use crate::observe::Observer;
+use crate::schedule::Scheduler;
 use crate::sink::Sink;
-
-const REGISTER_SQL: &str = include_str!("../sql/postgres/register.sql");
 
 /// Counters of one relay's work, readable while it runs.
 #[derive(Debug, Default)]
@@ -43,6 +42,7 @@ pub struct Relay<S> {
     sink: Arc<S>,
     config: RelayConfig,
     stats: Arc<Stats>,
+    observer: Arc<Observer>,
 }
 
 impl<S: Sink> Relay<S> {
@@ -52,7 +52,13 @@ impl<S: Sink> Relay<S> {
             sink: Arc::new(sink),
             config,
             stats: Arc::default(),
+            observer: Arc::default(),
         }
+    }
+
+    /// Metrics and health, for the HTTP endpoints ([`crate::observe::http::serve`]).
+    pub fn observer(&self) -> Arc<Observer> {
+        self.observer.clone()
     }
 
     /// Live counters.
@@ -77,7 +83,16 @@ impl<S: Sink> Relay<S> {
         );
         // One TLS setup (it reads the root certificates) for the pool and the listener.
         let tls = crate::tls::postgres(&self.postgres)?;
-        let pool = crate::postgres::pool(session.clone(), tls.clone(), config.max_in_flight)?;
+        // One connection per delivery slot, plus one for the sampler.
+        let pool = crate::postgres::pool(session.clone(), tls.clone(), config.max_in_flight + 1)?;
+        let sampler_stop = CancellationToken::new();
+        let sampler = tokio::spawn(crate::observe::sample::run(
+            pool.clone(),
+            self.sink.clone(),
+            self.observer.clone(),
+            config.sample_interval,
+            sampler_stop.clone(),
+        ));
 
         let wake = Arc::new(Notify::new());
         let listener_stop = CancellationToken::new();
@@ -86,6 +101,7 @@ impl<S: Sink> Relay<S> {
             tls,
             wake.clone(),
             config.max_backoff,
+            self.observer.clone(),
             listener_stop.clone(),
         );
         let listener = tokio::spawn(listener.run());
@@ -105,22 +121,27 @@ impl<S: Sink> Relay<S> {
             sink = self.sink.name(),
             "relay started"
         );
+        let batch = BatchContext {
+            pool: &pool,
+            sink: &*self.sink,
+            config,
+            stats: &self.stats,
+            observer: &self.observer,
+            relay_id: &relay_id,
+        };
         let pipeline =
             scheduler
                 .into_stream()
                 .for_each_concurrent(config.max_in_flight, |ticket| {
-                    let outcomes = outcomes.clone();
-                    let (pool, sink, stats, relay_id) =
-                        (&pool, &*self.sink, &*self.stats, relay_id.as_str());
+                    let (outcomes, batch) = (outcomes.clone(), &batch);
                     async move {
-                        let outcome =
-                            deliver_batch(pool, sink, config, stats, relay_id, ticket).await;
-                        let _ = outcomes.send(outcome);
+                        let _ = outcomes.send(deliver_batch(batch, ticket).await);
                     }
                 });
         let mut pipeline = Box::pin(pipeline);
         let grace_over = async {
             shutdown.cancelled().await;
+            self.observer.health.set_stopping();
             tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: no new claims; finishing in-flight batches");
             tokio::time::sleep(config.shutdown_grace).await;
         };
@@ -131,7 +152,8 @@ impl<S: Sink> Relay<S> {
         // Dropping the pipeline rolls back what is still in flight and returns its connections.
         drop(pipeline);
         listener_stop.cancel();
-        let _ = listener.await;
+        sampler_stop.cancel();
+        let _ = tokio::join!(listener, sampler);
         // Best effort: a registration left behind would only make producers notify nobody
         // until the next listener to connect forgets it.
         let client = tokio::time::timeout(std::time::Duration::from_secs(2), pool.get()).await;
@@ -169,125 +191,6 @@ impl<S: Sink> Relay<S> {
             }
         }
     }
-}
-
-/// One batch: claim, insert, acknowledge. Never panics; reports how it went.
-async fn deliver_batch<S: Sink>(
-    pool: &deadpool_postgres::Pool,
-    sink: &S,
-    config: &RelayConfig,
-    stats: &Stats,
-    relay_id: &str,
-    ticket: Ticket,
-) -> Outcome {
-    match try_deliver_batch(pool, sink, config, stats, relay_id, ticket).await {
-        Ok(Claimed::Empty) => Outcome::Empty(ticket),
-        Ok(Claimed::Full) => Outcome::Full(ticket),
-        Ok(Claimed::Partial(n)) => Outcome::Partial(ticket, n),
-        Err(e) => {
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            Outcome::Failed(format!(
-                "{} ({} error, sink {})",
-                format_chain(&e),
-                e.kind(),
-                sink.name()
-            ))
-        }
-    }
-}
-
-async fn try_deliver_batch<S: Sink>(
-    pool: &deadpool_postgres::Pool,
-    sink: &S,
-    config: &RelayConfig,
-    stats: &Stats,
-    relay_id: &str,
-    ticket: Ticket,
-) -> Result<Claimed> {
-    let started = Instant::now();
-    let mut client = pool.get().await.map_err(|e| {
-        Error::with_source(
-            ErrorKind::Postgres,
-            "no PostgreSQL connection for a claim",
-            e,
-        )
-    })?;
-    if ticket.register {
-        // Committed before the claim's snapshot: an event this claim misses notifies us.
-        client
-            .execute(REGISTER_SQL, &[&relay_id])
-            .await
-            .map_err(|e| Error::postgres("could not register as a waiting relay", e))?;
-    }
-    let mut claim = crate::claim::claim(&mut client, config.batch_size).await?;
-    let mut claims = 1;
-    let mut full = claim.events.len() == config.batch_size;
-    let mut bytes: usize = claim.events.iter().map(crate::deliver::event_size).sum();
-    while full && claims < config.claims_per_insert && bytes < config.max_insert_bytes {
-        let before = claim.events.len();
-        full = claim.claim_more(config.batch_size).await? == config.batch_size;
-        bytes += claim.events[before..]
-            .iter()
-            .map(crate::deliver::event_size)
-            .sum::<usize>();
-        claims += 1;
-    }
-    let count = claim.events.len();
-    if count == 0 {
-        // Nothing to do; dropping the claim ends its (empty) transaction.
-        return Ok(Claimed::Empty);
-    }
-    let (first_id, last_id) = (claim.events[0].id, claim.events[count - 1].id);
-    let claimed = started.elapsed();
-    let refused = crate::deliver::deliver(
-        sink,
-        &claim.events,
-        config.insert_timeout,
-        config.max_event_bytes,
-    )
-    .await?;
-    let inserted = started.elapsed();
-    crate::acknowledge::acknowledge(claim, &refused, ticket.deregister.then_some(relay_id)).await?;
-    if !refused.is_empty() {
-        stats
-            .dead_lettered
-            .fetch_add(refused.len() as u64, Ordering::Relaxed);
-        tracing::error!(
-            count = refused.len(),
-            ids = ?refused.iter().map(|r| r.id).collect::<Vec<_>>(),
-            first_reason = %refused[0].reason,
-            "events refused by the sink moved to event_log_dead_letter"
-        );
-    }
-    tracing::info!(
-        count,
-        claims,
-        dead_lettered = refused.len(),
-        first_id,
-        last_id,
-        claim_ms = claimed.as_secs_f64() * 1e3,
-        insert_ms = (inserted - claimed).as_secs_f64() * 1e3,
-        ack_ms = (started.elapsed() - inserted).as_secs_f64() * 1e3,
-        duration_ms = started.elapsed().as_secs_f64() * 1e3,
-        "batch delivered"
-    );
-    stats
-        .delivered
-        .fetch_add((count - refused.len()) as u64, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    Ok(if full {
-        Claimed::Full
-    } else {
-        Claimed::Partial(count)
-    })
-}
-
-/// What a delivery found: nothing, fewer rows than it could take, or only full claims (so
-/// more are probably waiting).
-enum Claimed {
-    Empty,
-    Partial(usize),
-    Full,
 }
 
 /// An error and its causes on one line.

@@ -57,7 +57,23 @@ pub enum Outcome {
     Empty(Ticket),
     /// The batch was rolled back; its events stay and will be claimed again. Carries the
     /// error, logged once when delivery starts failing rather than on every retry.
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a batch failed, with the context an operator (or Sentry) needs to find it.
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    /// The error and its causes, on one line.
+    pub error: String,
+    /// The error's kind, e.g. `sink`, `timeout`, `postgres`.
+    pub kind: String,
+    /// The sink the batch was for.
+    pub sink: &'static str,
+    /// Events the batch had claimed when it failed (0: it failed before claiming).
+    pub events: usize,
+    /// Lowest and highest claimed event ids (0 when nothing was claimed).
+    pub first_id: i64,
+    pub last_id: i64,
 }
 
 pub struct Scheduler {
@@ -199,17 +215,23 @@ impl Scheduler {
                     self.credits = 0;
                 }
             }
-            Outcome::Failed(error) => {
+            Outcome::Failed(failure) => {
                 let delay = self.backoff.next_delay();
-                // Once per outage, at ERROR (and so to Sentry); every retry only at DEBUG.
+                // Once per outage, at ERROR (and so to Sentry, where `tags.*` fields become
+                // tags); every retry only at DEBUG.
                 if self.backoff.failures() == 1 {
                     tracing::error!(
-                        %error,
+                        error = %failure.error,
+                        tags.sink = failure.sink,
+                        tags.error_kind = %failure.kind,
+                        batch_size = failure.events,
+                        first_id = failure.first_id,
+                        last_id = failure.last_id,
                         "delivery is failing: batches roll back and are retried with backoff (events stay in PostgreSQL)"
                     );
                 }
                 tracing::debug!(
-                    %error,
+                    error = %failure.error,
                     ?delay,
                     failures = self.backoff.failures(),
                     "batch failed; backing off"
@@ -383,7 +405,7 @@ mod tests {
         let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
         s.next_ticket().await.unwrap();
         for _ in 0..5 {
-            tx.send(Outcome::Failed(String::new())).unwrap();
+            tx.send(Outcome::Failed(Failure::default())).unwrap();
             let start = Instant::now();
             wake.notify_one();
             s.next_ticket().await.unwrap();
@@ -393,7 +415,7 @@ mod tests {
                 start.elapsed()
             );
         }
-        tx.send(Outcome::Failed(String::new())).unwrap();
+        tx.send(Outcome::Failed(Failure::default())).unwrap();
         let start = Instant::now();
         s.next_ticket().await.unwrap();
         assert!(

@@ -30,16 +30,22 @@ pub fn init(config: &TelemetryConfig) -> Guard {
         let mut options = sentry::ClientOptions::new();
         options.dsn = Some(dsn);
         options.release = sentry::release_name!();
-        sentry::init(options)
+        options.environment = Some(config.sentry_environment.clone().into());
+        // validate() keeps the rate within 0..=1, where this cannot panic.
+        sentry::init(options.traces_sample_rate(config.sentry_traces_sample_rate))
     });
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     if sentry.is_some() {
-        // ERROR events become Sentry events; WARN and INFO become breadcrumbs on them.
-        use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
-        use tracing_subscriber::filter::LevelFilter;
+        // ERROR events become Sentry events (fields named `tags.*` become tags); WARN and
+        // INFO become breadcrumbs on them. Only the batch spans (claim → deliver →
+        // acknowledge) become transactions, sampled by SENTRY_TRACES_SAMPLE_RATE.
+        use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer, SpanLayer};
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        let batch_spans = Targets::new().with_target("outbox_relay::batch", LevelFilter::INFO);
         let _ = registry
             .with(ErrorLayer::new().with_filter(LevelFilter::ERROR))
             .with(BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
+            .with(SpanLayer::new().with_filter(batch_spans))
             .try_init();
     } else {
         let _ = registry.try_init();

@@ -29,6 +29,8 @@ pub enum Command {
         postgres: PostgresConfig,
         clickhouse: ClickHouseConfig,
         relay: RelayConfig,
+        /// The HTTP listener for metrics and health; off when `None`.
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     CreateUser {
         postgres: PostgresConfig,
@@ -39,6 +41,10 @@ pub enum Command {
     Emit {
         postgres: PostgresConfig,
         event: crate::NewEvent,
+    },
+    Status {
+        postgres: PostgresConfig,
+        status: crate::status::StatusConfig,
     },
     DeadLetterList {
         postgres: PostgresConfig,
@@ -59,8 +65,14 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
+    /// Text or JSON log lines.
     pub log_format: LogFormat,
+    /// Where errors (and sampled transactions) go; none when unset.
     pub sentry_dsn: Option<sentry::types::Dsn>,
+    /// Sentry's environment tag.
+    pub sentry_environment: String,
+    /// Share of batches sent as Sentry transactions, 0.0–1.0.
+    pub sentry_traces_sample_rate: f32,
 }
 
 /// Where the outbox lives.
@@ -136,6 +148,8 @@ pub struct RelayConfig {
     pub claims_per_insert: usize,
     /// A delivery claims no more once its events hold this many bytes.
     pub max_insert_bytes: usize,
+    /// How often backlog, lag, dead letters and readiness are sampled.
+    pub sample_interval: Duration,
     /// Fallback wake-up when no notification arrives.
     pub poll_interval: Duration,
     /// Most batches in flight (and pooled connections).
@@ -169,6 +183,7 @@ impl Default for RelayConfig {
             batch_size: 1000,
             claims_per_insert: 10,
             max_insert_bytes: 16 * 1024 * 1024,
+            sample_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(5),
             max_in_flight: 2,
             insert_timeout: Duration::from_secs(10),
@@ -218,6 +233,19 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
                 )
             })?),
         },
+        sentry_environment: cli.telemetry.sentry_environment.trim().to_owned(),
+        sentry_traces_sample_rate: match cli.telemetry.sentry_traces_sample_rate.trim().parse() {
+            Ok(rate) if (0.0..=1.0).contains(&rate) => rate,
+            _ => {
+                return Err(invalid(
+                    "SENTRY_TRACES_SAMPLE_RATE (--sentry-traces-sample-rate)",
+                    format!(
+                        "'{}' is not a number from 0 to 1",
+                        cli.telemetry.sentry_traces_sample_rate
+                    ),
+                ))
+            }
+        },
     };
     let command = match cli.command {
         cli::Command::Migrate {
@@ -236,6 +264,15 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
         } => Command::Run {
             postgres: postgres_config(&postgres)?,
             clickhouse: clickhouse_config(clickhouse)?,
+            metrics_addr: match relay.metrics_addr.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    invalid(
+                        "METRICS_ADDR (--metrics-addr)",
+                        format!("'{addr}' is not a HOST:PORT address like 127.0.0.1:9187"),
+                    )
+                })?),
+            },
             relay: relay_config(&relay)?,
         },
         cli::Command::CreateUser {
@@ -260,6 +297,19 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
                 name,
             }
         }
+        cli::Command::Status { postgres, status } => Command::Status {
+            postgres: postgres_config(&postgres)?,
+            status: crate::status::StatusConfig {
+                json: status.json,
+                watch: status.watch,
+                interval: duration("--interval", &status.interval)?,
+                max_lag: status
+                    .max_lag
+                    .as_deref()
+                    .map(|lag| duration("--max-lag", lag))
+                    .transpose()?,
+            },
+        },
         cli::Command::DeadLetter { command } => match command {
             cli::DeadLetterCommand::List { postgres, json } => Command::DeadLetterList {
                 postgres: postgres_config(&postgres)?,
@@ -346,6 +396,7 @@ fn relay_config(args: &cli::RelayArgs) -> Result<RelayConfig, ConfigError> {
             &args.max_insert_bytes,
             1 << 40,
         )?,
+        sample_interval: duration("SAMPLE_INTERVAL (--sample-interval)", &args.sample_interval)?,
         poll_interval: duration("POLL_INTERVAL (--poll-interval)", &args.poll_interval)?,
         max_in_flight: positive("MAX_IN_FLIGHT (--max-in-flight)", &args.max_in_flight, 256)?,
         insert_timeout: duration("INSERT_TIMEOUT (--insert-timeout)", &args.insert_timeout)?,

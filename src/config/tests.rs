@@ -58,6 +58,30 @@ fn bad_insert_grouping_names_the_variable() {
 }
 
 #[test]
+fn bad_observability_settings_name_the_variable() {
+    let err = run_with(&["--metrics-addr", "localhost"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("METRICS_ADDR"), "{err}");
+    let err = run_with(&["--sample-interval", "often"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SAMPLE_INTERVAL"), "{err}");
+    for rate in ["1.5", "-0.1", "NaN", "some"] {
+        let flag = format!("--sentry-traces-sample-rate={rate}");
+        let err = run_with(&[&flag]).unwrap_err().to_string();
+        assert!(err.contains("SENTRY_TRACES_SAMPLE_RATE"), "{rate}: {err}");
+    }
+    let Command::Run { metrics_addr, .. } = run_with(&["--metrics-addr", "127.0.0.1:9187"])
+        .unwrap()
+        .command
+    else {
+        panic!("not run")
+    };
+    assert_eq!(metrics_addr, Some("127.0.0.1:9187".parse().unwrap()));
+}
+
+#[test]
 fn bad_durations_name_the_variable() {
     let err = run_with(&["--poll-interval", "soon"])
         .unwrap_err()

@@ -38,4 +38,16 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Reads stored events back, ordered by id, duplicates included.
     fn query(&self, filter: &EventFilter) -> impl Future<Output = Result<Vec<Event>>> + Send;
+
+    /// Checks that the destination answers, for readiness. The default reads no rows
+    /// through [`Sink::query`]; override it when the sink has something cheaper.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        async {
+            let none = EventFilter {
+                limit: Some(0),
+                ..EventFilter::default()
+            };
+            self.query(&none).await.map(|_| ())
+        }
+    }
 }

@@ -197,13 +197,43 @@ impl TestEnv {
     pub fn spawn_relay(&self, config: RelayConfig) -> RunningRelay {
         let relay = Relay::new(self.pg.clone(), self.sink(), config);
         let stats = relay.stats();
+        let observer = relay.observer();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(relay.run(shutdown.clone()));
         RunningRelay {
             shutdown,
             handle,
             stats,
+            observer,
         }
+    }
+
+    /// Starts a relay in this process with its HTTP endpoints on a free loopback port;
+    /// returns the relay and the endpoints' base URL.
+    pub async fn spawn_observed_relay(&self, config: RelayConfig) -> (RunningRelay, String) {
+        let relay = Relay::new(self.pg.clone(), self.sink(), config);
+        let stats = relay.stats();
+        let observer = relay.observer();
+        let listener = outbox_relay::observe::http::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("a free loopback port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(outbox_relay::observe::http::serve(
+            listener,
+            relay.observer(),
+            shutdown.clone(),
+        ));
+        let handle = tokio::spawn(relay.run(shutdown.clone()));
+        (
+            RunningRelay {
+                shutdown,
+                handle,
+                stats,
+                observer,
+            },
+            base,
+        )
     }
 
     /// Everything in the ClickHouse table, duplicates included, ordered by id.
@@ -275,9 +305,19 @@ pub struct RunningRelay {
     pub shutdown: CancellationToken,
     pub handle: tokio::task::JoinHandle<outbox_relay::Result<()>>,
     pub stats: std::sync::Arc<Stats>,
+    pub observer: std::sync::Arc<outbox_relay::observe::Observer>,
 }
 
 impl RunningRelay {
+    /// Waits until the relay's LISTEN is in place.
+    pub async fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.observer.health.readiness().listener != "ok" {
+            assert!(Instant::now() < deadline, "the relay never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.handle)

@@ -6,6 +6,7 @@ mod cli;
 mod delivery;
 mod faults;
 mod harness;
+mod observe;
 mod poison;
 mod security;
 mod wakeup;

@@ -119,6 +119,10 @@ async fn without_a_notification_the_fallback_timer_delivers() {
         poll_interval: poll,
         ..relay_config()
     });
+    // The listener wakes the relay once it is connected: let that claim pass first, or it
+    // would find the event below before the timer does.
+    relay.wait_listening().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while registered(&env).await == 0 {
         assert!(Instant::now() < deadline, "the idle relay never registered");

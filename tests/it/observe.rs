@@ -1,0 +1,380 @@
+//! What operators see: `/metrics`, `/healthz`, `/readyz`, `status`, and Sentry.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outbox_relay::config::RelayConfig;
+use outbox_relay::{publish, NewEvent};
+use serde_json::{json, Value};
+
+use crate::harness::{bin, relay_config, terminate, PrivateClickHouse, TestEnv};
+
+fn event(i: usize) -> NewEvent {
+    NewEvent {
+        event_type: "observed".into(),
+        environment: "Local".into(),
+        context: json!({ "i": i }),
+    }
+}
+
+fn observed_config() -> RelayConfig {
+    RelayConfig {
+        sample_interval: Duration::from_millis(100),
+        ..relay_config()
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// The value of one series in a Prometheus exposition, e.g. `outbox_backlog_events` or
+/// `outbox_batches_total{outcome="delivered"}`; `None` when absent.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Scrapes until `check` holds, or fails with the last scrape.
+async fn scrape_until(base: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, text) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200);
+        if check(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}; last scrape:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn readiness_until(base: &str, ready: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(&format!("{base}/readyz")).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status == 200, body["ready"] == true, "{body}");
+        if body["ready"] == ready {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never ready={ready}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_was_delivered() {
+    let env = TestEnv::new("metrics").await;
+    for i in 0..25 {
+        publish(&env.client, &event(i)).await.unwrap();
+    }
+    let (relay, base) = env
+        .spawn_observed_relay(RelayConfig {
+            batch_size: 10,
+            claims_per_insert: 1,
+            ..observed_config()
+        })
+        .await;
+    env.wait_delivered(25, Duration::from_secs(20)).await;
+    // Gauges are sampled: wait for a sample taken after the drain.
+    let text = scrape_until(&base, "backlog never sampled as 0", |t| {
+        series(t, "outbox_backlog_events") == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        series(&text, "outbox_events_delivered_total{sink=\"clickhouse\"}"),
+        Some(25.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "outbox_batches_total{outcome=\"delivered\"}"),
+        Some(3.0)
+    );
+    assert_eq!(series(&text, "outbox_lag_seconds"), Some(0.0));
+    assert_eq!(series(&text, "outbox_dead_letter_events"), Some(0.0));
+    assert_eq!(series(&text, "outbox_in_flight_batches"), Some(0.0));
+    assert_eq!(series(&text, "outbox_batch_size_events_count"), Some(3.0));
+    assert_eq!(series(&text, "outbox_batch_size_events_sum"), Some(25.0));
+    assert!(text.contains("outbox_build_info{version=\""), "{text}");
+    assert!(
+        text.contains("outbox_delivery_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outbox_claim_to_commit_duration_seconds_count 3"),
+        "{text}"
+    );
+
+    let (status, body) = get(&format!("{base}/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let ready = readiness_until(&base, true).await;
+    assert_eq!(ready["postgres"], "ok");
+    assert_eq!(ready["listener"], "ok");
+    assert_eq!(ready["sink"], "ok");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_outage_shows_in_backlog_lag_errors_and_readiness() {
+    let clickhouse = PrivateClickHouse::start("observe_down");
+    let env = TestEnv::with_clickhouse("observe_down", &clickhouse.url).await;
+    let (relay, base) = env.spawn_observed_relay(observed_config()).await;
+    publish(&env.client, &event(0)).await.unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    readiness_until(&base, true).await;
+
+    clickhouse.stop();
+    for i in 1..=5 {
+        publish(&env.client, &event(i)).await.unwrap();
+    }
+    let not_ready = readiness_until(&base, false).await;
+    assert_eq!(not_ready["postgres"], "ok", "{not_ready}");
+    assert_ne!(not_ready["sink"], "ok", "{not_ready}");
+    let first = scrape_until(&base, "backlog of 5 never seen", |t| {
+        series(t, "outbox_backlog_events") == Some(5.0)
+            && series(t, "outbox_batches_total{outcome=\"retried\"}").unwrap_or(0.0) > 0.0
+    })
+    .await;
+    let lag = series(&first, "outbox_lag_seconds").unwrap();
+    assert!(lag > 0.0, "{first}");
+    // The lag keeps rising while nothing is delivered.
+    let later = scrape_until(&base, "lag never rose", |t| {
+        series(t, "outbox_lag_seconds").unwrap() > lag + 0.3
+    })
+    .await;
+    let sink_errors: f64 = later
+        .lines()
+        .filter(|l| l.starts_with("outbox_sink_errors_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(sink_errors > 0.0, "{later}");
+    assert_eq!(
+        series(&later, "outbox_events_delivered_total{sink=\"clickhouse\"}"),
+        Some(1.0)
+    );
+
+    clickhouse.restart();
+    readiness_until(&base, true).await;
+    env.wait_delivered(6, Duration::from_secs(30)).await;
+    scrape_until(&base, "backlog and lag never back to 0", |t| {
+        series(t, "outbox_backlog_events") == Some(0.0)
+            && series(t, "outbox_lag_seconds") == Some(0.0)
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_a_known_backlog() {
+    let env = TestEnv::new("status").await;
+    for i in 0..7 {
+        publish(&env.client, &event(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = crate::harness::run(
+        bin()
+            .args(["status", "--json", "--interval", "100ms"])
+            .envs(env.bin_env()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", crate::harness::text(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["backlog"], 7, "{status}");
+    assert_eq!(status["backlog_exact"], true);
+    assert_eq!(status["dead_letters"], 0);
+    assert_eq!(status["lag_over_max"], false);
+    let lag = status["lag_seconds"].as_f64().unwrap();
+    assert!((0.3..60.0).contains(&lag), "{status}");
+    assert!(status["delivery_rate"].as_f64().unwrap() >= 0.0);
+
+    // As a check: over the limit exits 3, and the table says so.
+    let out = crate::harness::run(
+        bin()
+            .args(["status", "--interval", "10ms", "--max-lag", "100ms"])
+            .envs(env.bin_env()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("backlog") && text.contains("7 events"),
+        "{text}"
+    );
+    assert!(text.contains("OVER"), "{text}");
+    let out = crate::harness::run(
+        bin()
+            .args(["status", "--interval", "10ms", "--max-lag", "1h"])
+            .envs(env.bin_env()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", crate::harness::text(&out));
+}
+
+/// A stand-in Sentry: records every envelope the SDK posts.
+async fn fake_sentry() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/api/{project}/envelope/",
+        post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://public@{addr}/1"), received)
+}
+
+/// The items of one type (`event` for errors, `transaction`) in the recorded envelopes.
+fn items(envelopes: &[String], kind: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    for envelope in envelopes {
+        let mut lines = envelope.lines().skip(1);
+        while let Some(header) = lines.next() {
+            let Ok(header) = serde_json::from_str::<Value>(header) else {
+                continue;
+            };
+            let payload = lines.next().unwrap_or_default();
+            if header["type"] == kind {
+                events.push(serde_json::from_str(payload).unwrap());
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_error_reaches_sentry_once_with_its_tags() {
+    let env = TestEnv::new("sentry").await;
+    let (dsn, received) = fake_sentry().await;
+    let relay = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("SENTRY_DSN", &dsn)
+        .env("SENTRY_ENVIRONMENT", "it-test")
+        .env("MAX_BACKOFF", "200ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish(&env.client, &event(0)).await.unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    // Break delivery without touching the server: the sink's table disappears.
+    crate::harness::clickhouse_sql(&env.ch.url)(&format!(
+        "DROP TABLE {}.event_log",
+        env.ch.database
+    ));
+    for i in 1..=3 {
+        publish(&env.client, &event(i)).await.unwrap();
+    }
+    // Several retries fail (backoff capped at 200 ms), yet Sentry hears of it once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.pending().await, 3, "nothing deleted while failing");
+    let out = terminate(relay);
+    let events = items(&received.lock().unwrap(), "event");
+    // SENTRY_TRACES_SAMPLE_RATE defaults to 0: no performance data.
+    assert!(items(&received.lock().unwrap(), "transaction").is_empty());
+    assert_eq!(
+        events.len(),
+        1,
+        "{events:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = &events[0];
+    // The SDK leaves `level` out when it is the default, error.
+    assert!(e["level"].is_null() || e["level"] == "error", "{e}");
+    assert_eq!(e["environment"], "it-test");
+    assert!(
+        e["release"].as_str().unwrap().starts_with("outbox-relay@"),
+        "{e}"
+    );
+    assert_eq!(e["tags"]["sink"], "clickhouse", "{e}");
+    assert_eq!(e["tags"]["error_kind"], "sink", "{e}");
+    let text = e.to_string();
+    assert!(text.contains("delivery is failing"), "{text}");
+    for field in ["batch_size", "first_id", "last_id"] {
+        assert!(text.contains(field), "{field} missing: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_is_a_sentry_transaction_when_sampled() {
+    let env = TestEnv::new("sentry_tx").await;
+    let (dsn, received) = fake_sentry().await;
+    let relay = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("SENTRY_DSN", &dsn)
+        .env("SENTRY_TRACES_SAMPLE_RATE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish(&env.client, &event(0)).await.unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    terminate(relay);
+    let transactions = items(&received.lock().unwrap(), "transaction");
+    let delivered: Vec<&Value> = transactions
+        .iter()
+        .filter(|t| t["spans"].as_array().is_some_and(|s| s.len() == 3))
+        .collect();
+    assert!(!delivered.is_empty(), "{transactions:#?}");
+    let t = delivered[0];
+    assert_eq!(t["transaction"], "batch", "{t}");
+    assert_eq!(t["tags"]["sink"], "clickhouse", "{t}");
+    let mut spans: Vec<&str> = t["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["description"].as_str().unwrap())
+        .collect();
+    spans.sort_unstable();
+    assert_eq!(spans, ["acknowledge", "claim", "deliver"], "{t}");
+    assert!(items(&received.lock().unwrap(), "event").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_batch_span_and_the_configuration() {
+    let env = TestEnv::new("json_logs").await;
+    let relay = bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish(&env.client, &event(0)).await.unwrap();
+    env.wait_delivered(1, Duration::from_secs(20)).await;
+    let out = terminate(relay);
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let config = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "configuration")
+        .expect("the effective configuration is logged at start-up");
+    assert!(config["fields"]["relay"]
+        .as_str()
+        .unwrap()
+        .contains("batch_size: 1000"));
+    let batch = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "batch delivered")
+        .expect("a batch line");
+    assert_eq!(batch["level"], "INFO");
+    assert_eq!(batch["fields"]["count"], 1);
+    assert_eq!(batch["span"]["name"], "batch", "{batch}");
+    assert!(batch["timestamp"].is_string());
+}
