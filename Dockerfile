@@ -16,5 +16,7 @@ COPY --from=build /src/target/release/outbox-relay /usr/local/bin/outbox-relay
 USER relay
 # SIGTERM stops claiming and finishes in-flight batches (SHUTDOWN_GRACE, default 30s).
 STOPSIGNAL SIGTERM
+# METRICS_ADDR, when set to 0.0.0.0:9187: /metrics, /healthz, /readyz.
+EXPOSE 9187
 ENTRYPOINT ["/usr/local/bin/outbox-relay"]
 CMD ["run"]

@@ -47,13 +47,15 @@ pub struct Relay<S> {
 
 impl<S: Sink> Relay<S> {
     pub fn new(postgres: PostgresConfig, sink: S, config: RelayConfig) -> Self {
-        Relay {
+        let relay = Relay {
             postgres,
             sink: Arc::new(sink),
             config,
             stats: Arc::default(),
             observer: Arc::default(),
-        }
+        };
+        relay.observer.metrics.init_sink(relay.sink.name());
+        relay
     }
 
     /// Metrics and health, for the HTTP endpoints ([`crate::observe::http::serve`]).

@@ -166,6 +166,26 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Creates every series of `sink` at zero, so dashboards and alerts see 0 from the
+    /// start rather than an absent series (which `rate()` and comparisons skip).
+    pub fn init_sink(&self, sink: &str) {
+        let label = SinkLabel { sink: sink.into() };
+        self.delivered.get_or_create(&label);
+        self.delivery_seconds.get_or_create(&label);
+        for outcome in ["delivered", "dead_lettered", "retried"] {
+            self.batches.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in ["unavailable", "timeout", "rejected"] {
+            self.sink_errors.get_or_create(&SinkErrorLabels {
+                sink: sink.into(),
+                kind,
+            });
+        }
+        for kind in ["connection", "statement"] {
+            self.postgres_errors.get_or_create(&KindLabel { kind });
+        }
+    }
+
     /// The exposition, in the OpenMetrics text format Prometheus scrapes.
     pub fn encode(&self) -> String {
         let mut text = String::new();

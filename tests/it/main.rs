@@ -4,6 +4,7 @@
 mod blackbox;
 mod cli;
 mod delivery;
+mod deploy;
 mod faults;
 mod harness;
 mod observe;
