@@ -170,19 +170,20 @@ impl Metrics {
     /// start rather than an absent series (which `rate()` and comparisons skip).
     pub fn init_sink(&self, sink: &str) {
         let label = SinkLabel { sink: sink.into() };
-        self.delivered.get_or_create(&label);
-        self.delivery_seconds.get_or_create(&label);
+        // get_or_create returns a read guard; dropping it at once is all we want.
+        let _ = self.delivered.get_or_create(&label);
+        let _ = self.delivery_seconds.get_or_create(&label);
         for outcome in ["delivered", "dead_lettered", "retried"] {
-            self.batches.get_or_create(&OutcomeLabel { outcome });
+            let _ = self.batches.get_or_create(&OutcomeLabel { outcome });
         }
         for kind in ["unavailable", "timeout", "rejected"] {
-            self.sink_errors.get_or_create(&SinkErrorLabels {
+            let _ = self.sink_errors.get_or_create(&SinkErrorLabels {
                 sink: sink.into(),
                 kind,
             });
         }
         for kind in ["connection", "statement"] {
-            self.postgres_errors.get_or_create(&KindLabel { kind });
+            let _ = self.postgres_errors.get_or_create(&KindLabel { kind });
         }
     }
 
