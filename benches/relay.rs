@@ -76,6 +76,29 @@ impl Bench {
             .batch_execute("VACUUM ANALYZE event_log")
             .await
             .unwrap();
+        self.settle().await;
+    }
+
+    /// Waits (up to a minute) until ClickHouse has no merge running: the parts a previous
+    /// phase inserted are merged in the background, and that CPU would otherwise be charged
+    /// to whatever is measured next.
+    async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "--data-binary",
+                    "SELECT count() FROM system.merges",
+                    &self.ch.url,
+                ])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim() == "0" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn pending(&self) -> i64 {
@@ -516,8 +539,18 @@ async fn main() {
     }
     let relay_rate = events as f64 / started.elapsed().as_secs_f64();
     peak = peak.max(peak_rss_mib(pid));
+    stop(relay);
+    // The raw drain again, right after: the baseline is the better of the two, so a noisy
+    // moment during one raw run cannot flatter the relay.
+    b.load(events).await;
+    let started = Instant::now();
+    let drained = raw_drain(&mut b.client).await;
+    let raw_again = drained as f64 / started.elapsed().as_secs_f64();
+    let raw_first = raw_rate;
+    let raw_rate = raw_rate.max(raw_again);
+    let relay = b.relay();
     rows.push(format!(
-        "| backlog drain, {events} events, rows/s | {relay_rate:.0} | raw SKIP LOCKED + DELETE drain: {raw_rate:.0} | {:.2}× |",
+        "| backlog drain, {events} events, rows/s | {relay_rate:.0} | raw SKIP LOCKED + DELETE drain, best of {raw_first:.0} and {raw_again:.0}: {raw_rate:.0} | {:.2}× |",
         relay_rate / raw_rate
     ));
     rows.push(format!(
@@ -529,7 +562,7 @@ async fn main() {
     ));
 
     // 4. Idle latency (relay still running, now idle).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let idle = idle_latency(&b.client, 200, Duration::from_millis(20)).await;
     rows.push(format!(
         "| idle latency commit → deleted, p50 / p99 | {} / {} | — | — |",
