@@ -4,23 +4,21 @@
 use crate::claim::Claim;
 use crate::deliver::Refused;
 use crate::error::{Error, Result};
-
-const ACKNOWLEDGE_SQL: &str = include_str!("../sql/postgres/acknowledge.sql");
-const DEAD_LETTER_SQL: &str = include_str!("../sql/postgres/dead_letter.sql");
-pub(crate) const DEREGISTER_SQL: &str = include_str!("../sql/postgres/deregister.sql");
+use crate::outbox::Statements;
 
 /// Dead-letters `refused`, deletes all the claim's events, ends the relay's registration as
 /// a waiter when `deregister` names it, and commits, atomically. Call only after the sink
 /// stored every event not in `refused`.
 pub async fn acknowledge(
     claim: Claim<'_>,
+    sql: &Statements,
     refused: &[Refused],
     deregister: Option<&str>,
 ) -> Result<()> {
     if let Some(relay) = deregister {
         claim
             .tx
-            .execute(DEREGISTER_SQL, &[&relay])
+            .execute(&sql.deregister, &[&relay])
             .await
             .map_err(|e| Error::postgres("could not end the relay's registration", e))?;
     }
@@ -29,16 +27,16 @@ pub async fn acknowledge(
         let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
         claim
             .tx
-            .execute(DEAD_LETTER_SQL, &[&ids, &reasons])
+            .execute(&sql.dead_letter, &[&ids, &reasons])
             .await
             .map_err(|e| {
-                Error::postgres("could not move refused events to event_log_dead_letter", e)
+                Error::postgres("could not move refused events to the dead-letter table", e)
             })?;
     }
     let ids: Vec<i64> = claim.events.iter().map(|e| e.id).collect();
     let statement = claim
         .tx
-        .prepare_cached(ACKNOWLEDGE_SQL)
+        .prepare_cached(&sql.acknowledge)
         .await
         .map_err(|e| Error::postgres("could not prepare the delete", e))?;
     claim

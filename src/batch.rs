@@ -14,8 +14,6 @@ use crate::relay::{format_chain, Stats};
 use crate::schedule::{Failure, Outcome, Ticket};
 use crate::sink::Sink;
 
-const REGISTER_SQL: &str = include_str!("../sql/postgres/register.sql");
-
 /// What every batch of one relay shares.
 pub(crate) struct BatchContext<'a, S> {
     pub pool: &'a deadpool_postgres::Pool,
@@ -24,6 +22,8 @@ pub(crate) struct BatchContext<'a, S> {
     pub stats: &'a Stats,
     pub observer: &'a Observer,
     pub relay_id: &'a str,
+    /// The statements, rendered for the outbox's table and columns.
+    pub sql: &'a crate::outbox::Statements,
 }
 
 /// What a delivery found: nothing, fewer rows than it could take, or only full claims (so
@@ -92,12 +92,12 @@ async fn try_deliver_batch<S: Sink>(
     if ticket.register {
         // Committed before the claim's snapshot: an event this claim misses notifies us.
         client
-            .execute(REGISTER_SQL, &[&cx.relay_id])
+            .execute(&cx.sql.register, &[&cx.relay_id])
             .await
             .map_err(|e| Error::postgres("could not register as a waiting relay", e))?;
     }
     let (claim, claims, full) = async {
-        let mut claim = crate::claim::claim(&mut client, config.batch_size).await?;
+        let mut claim = crate::claim::claim(&mut client, &cx.sql.claim, config.batch_size).await?;
         let mut claims = 1;
         let mut full = claim.events.len() == config.batch_size;
         let mut bytes: usize = claim.events.iter().map(crate::deliver::event_size).sum();
@@ -137,7 +137,7 @@ async fn try_deliver_batch<S: Sink>(
     .await?;
     let inserted = started.elapsed();
     let deregister = ticket.deregister.then_some(cx.relay_id);
-    crate::acknowledge::acknowledge(claim, &refused, deregister)
+    crate::acknowledge::acknowledge(claim, cx.sql, &refused, deregister)
         .instrument(tracing::info_span!(target: "outbox_relay::batch", "acknowledge"))
         .await?;
     if !refused.is_empty() {

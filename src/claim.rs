@@ -10,17 +10,21 @@ use deadpool_postgres::Transaction;
 use crate::error::{Error, Result};
 use crate::event::Event;
 
-const CLAIM_SQL: &str = include_str!("../sql/postgres/claim.sql");
-
 /// Claimed events and the transaction holding their row locks. Dropping a claim rolls the
 /// transaction back: the events stay in `event_log` and are claimed again later.
 pub struct Claim<'a> {
     pub(crate) tx: Transaction<'a>,
     pub events: Vec<Event>,
+    /// The rendered claim statement (`sql/postgres/claim.sql`).
+    sql: &'a str,
 }
 
 /// Opens a transaction on `client` and locks up to `limit` unclaimed events, oldest first.
-pub async fn claim(client: &mut deadpool_postgres::Client, limit: usize) -> Result<Claim<'_>> {
+pub async fn claim<'a>(
+    client: &'a mut deadpool_postgres::Client,
+    sql: &'a str,
+    limit: usize,
+) -> Result<Claim<'a>> {
     let tx = client
         .transaction()
         .await
@@ -28,6 +32,7 @@ pub async fn claim(client: &mut deadpool_postgres::Client, limit: usize) -> Resu
     let mut claim = Claim {
         tx,
         events: Vec::new(),
+        sql,
     };
     claim.claim_more(limit).await?;
     Ok(claim)
@@ -40,7 +45,7 @@ impl Claim<'_> {
         let after = self.events.last().map_or(i64::MIN, |e| e.id);
         let statement = self
             .tx
-            .prepare_cached(CLAIM_SQL)
+            .prepare_cached(self.sql)
             .await
             .map_err(|e| Error::postgres("could not prepare the claim query", e))?;
         let rows = self

@@ -28,8 +28,13 @@ pub enum Command {
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
         /// Also install the demo `users` table used by `create-user`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "adopt")]
         demo: bool,
+        /// Adopt an existing outbox table (OUTBOX_TABLE, OUTBOX_*_COLUMN): install only the
+        /// relay's trigger, registrations and dead-letter tables beside it (and an index on
+        /// its id column if none leads with it), leaving its rows and columns alone.
+        #[arg(long)]
+        adopt: bool,
     },
     /// Run the relay until SIGTERM or Ctrl-C: claim events, deliver them, delete them.
     Run {
@@ -137,6 +142,41 @@ pub struct PostgresArgs {
         value_name = "DATABASE_URL"
     )]
     pub database_url: String,
+    /// The outbox table, in the first schema of the search_path. Another name adopts an
+    /// existing table (see `migrate --adopt`).
+    #[arg(long, env = "OUTBOX_TABLE", default_value = "event_log", value_name = "NAME")]
+    pub outbox_table: String,
+    /// The outbox's id column: unique, increasing with insertion (an identity or serial).
+    #[arg(long, env = "OUTBOX_ID_COLUMN", default_value = "id", value_name = "NAME")]
+    pub outbox_id_column: String,
+    /// The outbox's event type column (text or varchar).
+    #[arg(long, env = "OUTBOX_TYPE_COLUMN", default_value = "type", value_name = "NAME")]
+    pub outbox_type_column: String,
+    /// The outbox's creation time column (timestamptz; a timestamp is read in the session's
+    /// TimeZone).
+    #[arg(
+        long,
+        env = "OUTBOX_CREATED_AT_COLUMN",
+        default_value = "created_at",
+        value_name = "NAME"
+    )]
+    pub outbox_created_at_column: String,
+    /// The outbox's environment column (text or varchar).
+    #[arg(
+        long,
+        env = "OUTBOX_ENVIRONMENT_COLUMN",
+        default_value = "environment",
+        value_name = "NAME"
+    )]
+    pub outbox_environment_column: String,
+    /// The outbox's context column (jsonb, json or text holding JSON).
+    #[arg(
+        long,
+        env = "OUTBOX_CONTEXT_COLUMN",
+        default_value = "context",
+        value_name = "NAME"
+    )]
+    pub outbox_context_column: String,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 
+use crate::outbox::Outbox;
+
 const LIST_SQL: &str = include_str!("../sql/postgres/dead_letter_list.sql");
 const REPLAY_SQL: &str = include_str!("../sql/postgres/dead_letter_replay.sql");
 
@@ -20,11 +22,11 @@ pub struct DeadLetter {
 }
 
 /// Dead letters not yet replayed, oldest id first.
-pub async fn list(client: &tokio_postgres::Client) -> Result<Vec<DeadLetter>> {
+pub async fn list(client: &tokio_postgres::Client, outbox: &Outbox) -> Result<Vec<DeadLetter>> {
     let rows = client
-        .query(LIST_SQL, &[])
+        .query(&outbox.render(LIST_SQL), &[])
         .await
-        .map_err(|e| Error::postgres("could not read event_log_dead_letter", e))?;
+        .map_err(|e| Error::postgres("could not read the dead-letter table", e))?;
     Ok(rows
         .iter()
         .map(|r| DeadLetter {
@@ -44,6 +46,7 @@ pub async fn list(client: &tokio_postgres::Client) -> Result<Vec<DeadLetter>> {
 /// original ids, in one transaction. Returns the ids replayed.
 pub async fn replay(
     client: &mut tokio_postgres::Client,
+    outbox: &Outbox,
     ids: &[i64],
     all: bool,
 ) -> Result<Vec<i64>> {
@@ -52,7 +55,7 @@ pub async fn replay(
         .await
         .map_err(|e| Error::postgres("could not begin the replay", e))?;
     let rows = tx
-        .query(REPLAY_SQL, &[&ids, &all])
+        .query(&outbox.render(REPLAY_SQL), &[&ids, &all])
         .await
         .map_err(|e| Error::postgres("could not replay dead letters", e))?;
     tx.commit()

@@ -32,6 +32,7 @@ mod event;
 pub mod listen;
 pub mod migrate;
 pub mod observe;
+pub mod outbox;
 pub mod postgres;
 mod producer;
 pub mod relay;

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::observe::Observer;
 
-const FORGET_DEAD_RELAYS_SQL: &str = include_str!("../sql/postgres/forget_dead_relays.sql");
 
 /// Owns the LISTEN connection; [`Listener::run`] until shutdown.
 pub struct Listener {
@@ -28,6 +27,8 @@ pub struct Listener {
     tls: MakeRustlsConnect,
     wake: Arc<Notify>,
     observer: Arc<Observer>,
+    outbox: crate::outbox::Outbox,
+    forget_dead_relays: String,
     max_backoff: Duration,
     shutdown: CancellationToken,
 }
@@ -39,6 +40,7 @@ impl Listener {
         wake: Arc<Notify>,
         max_backoff: Duration,
         observer: Arc<Observer>,
+        outbox: crate::outbox::Outbox,
         shutdown: CancellationToken,
     ) -> Self {
         Listener {
@@ -46,6 +48,8 @@ impl Listener {
             tls,
             wake,
             observer,
+            forget_dead_relays: outbox.statements().forget_dead_relays,
+            outbox,
             max_backoff,
             shutdown,
         }
@@ -88,9 +92,9 @@ impl Listener {
         let listen = async {
             let schema = client.query_one("SELECT current_schema()", &[]).await?;
             let schema: Option<String> = schema.get(0);
-            let channel = crate::postgres::channel(schema.as_deref().unwrap_or("public"));
+            let channel = self.outbox.channel(schema.as_deref().unwrap_or("public"));
             client.batch_execute(&format!("LISTEN {channel}")).await?;
-            client.execute(FORGET_DEAD_RELAYS_SQL, &[]).await?;
+            client.execute(&self.forget_dead_relays, &[]).await?;
             Ok::<_, tokio_postgres::Error>(channel)
         };
         let channel = match drive(listen, &mut messages, &self.wake).await {

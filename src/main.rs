@@ -58,7 +58,7 @@ async fn status_command(
     use outbox_relay::status::{render, status};
     let client = outbox_relay::postgres::connect(postgres).await?;
     loop {
-        let status = status(&client, config).await?;
+        let status = status(&client, &postgres.outbox, config).await?;
         let text = if config.json {
             format!("{}\n", serde_json::to_string(&status)?)
         } else {
@@ -85,10 +85,10 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             Command::Migrate {
                 postgres,
                 clickhouse,
-                demo,
+                mode,
             } => {
-                let schema = outbox_relay::migrate::migrate_postgres(&postgres, demo).await?;
-                tracing::info!(%schema, "PostgreSQL outbox installed");
+                let schema = outbox_relay::migrate::migrate_postgres_as(&postgres, mode).await?;
+                tracing::info!(%schema, table = %postgres.outbox.table, ?mode, "PostgreSQL outbox installed");
                 let sink = ClickHouseSink::new(&clickhouse)?;
                 outbox_relay::migrate::migrate_sink(&sink).await?;
                 tracing::info!(database = %clickhouse.database, "ClickHouse table event_log ready");
@@ -151,7 +151,7 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::DeadLetterList { postgres, json } => {
                 let client = outbox_relay::postgres::connect(&postgres).await?;
-                let letters = outbox_relay::dead_letter::list(&client).await?;
+                let letters = outbox_relay::dead_letter::list(&client, &postgres.outbox).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&letters)?);
                 } else if letters.is_empty() {
@@ -172,7 +172,8 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::DeadLetterReplay { postgres, ids, all } => {
                 let mut client = outbox_relay::postgres::connect(&postgres).await?;
-                let replayed = outbox_relay::dead_letter::replay(&mut client, &ids, all).await?;
+                let replayed = outbox_relay::dead_letter::replay(&mut client, &postgres.outbox, &ids, all)
+                        .await?;
                 let missing: Vec<i64> = ids
                     .iter()
                     .copied()

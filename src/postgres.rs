@@ -88,11 +88,6 @@ pub async fn current_schema(client: &tokio_postgres::Client) -> Result<String> {
     })
 }
 
-/// The NOTIFY channel the trigger uses for `schema.event_log`, quoted for LISTEN.
-pub fn channel(schema: &str) -> String {
-    quote_ident(&format!("{schema}.event_log"))
-}
-
 /// Quotes an identifier for PostgreSQL (doubling embedded quotes).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -88,7 +88,9 @@ impl<S: Sink> Relay<S> {
         // One connection per delivery slot, plus one for the sampler.
         let pool = crate::postgres::pool(session.clone(), tls.clone(), config.max_in_flight + 1)?;
         let sampler_stop = CancellationToken::new();
+        let sql = self.postgres.outbox.statements();
         let sampler = tokio::spawn(crate::observe::sample::run(
+            sql.sample.clone(),
             pool.clone(),
             self.sink.clone(),
             self.observer.clone(),
@@ -104,6 +106,7 @@ impl<S: Sink> Relay<S> {
             wake.clone(),
             config.max_backoff,
             self.observer.clone(),
+            self.postgres.outbox.clone(),
             listener_stop.clone(),
         );
         let listener = tokio::spawn(listener.run());
@@ -124,6 +127,7 @@ impl<S: Sink> Relay<S> {
             "relay started"
         );
         let batch = BatchContext {
+            sql: &sql,
             pool: &pool,
             sink: &*self.sink,
             config,
@@ -161,7 +165,7 @@ impl<S: Sink> Relay<S> {
         let client = tokio::time::timeout(std::time::Duration::from_secs(2), pool.get()).await;
         if let Ok(Ok(client)) = client {
             if let Err(e) = client
-                .execute(crate::acknowledge::DEREGISTER_SQL, &[&relay_id])
+                .execute(&sql.deregister, &[&relay_id])
                 .await
             {
                 tracing::debug!(error = %e, "could not end the registration at shutdown");

@@ -40,11 +40,16 @@ pub struct Status {
 }
 
 /// Samples the outbox twice, `config.interval` apart.
-pub async fn status(client: &tokio_postgres::Client, config: &StatusConfig) -> Result<Status> {
-    let first = sample(client).await?;
+pub async fn status(
+    client: &tokio_postgres::Client,
+    outbox: &crate::outbox::Outbox,
+    config: &StatusConfig,
+) -> Result<Status> {
+    let sql = outbox.statements().sample;
+    let first = sample(client, &sql).await?;
     let started = Instant::now();
     tokio::time::sleep(config.interval).await;
-    let second = sample(client).await?;
+    let second = sample(client, &sql).await?;
     let window = started.elapsed().as_secs_f64();
     // The counter is PostgreSQL's statistics: other sessions report it at most about once a
     // second, so a short window reads a rate that lags by up to that much.

@@ -1,2 +1,2 @@
 -- Forget events the sink has. Runs in the claiming transaction, on rows it holds locked.
-DELETE FROM event_log WHERE id = ANY($1)
+DELETE FROM {outbox} WHERE {id} = ANY($1)

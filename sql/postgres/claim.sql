@@ -8,9 +8,11 @@
 -- transactions hold, so a second claim in the same transaction would return the first
 -- one's rows again. Rows below $2 that it misses (committed late, or released by another
 -- relay's rollback) are taken by the next delivery, whose first claim starts from the top.
-SELECT id, type, created_at, environment, context::text
-FROM event_log
-WHERE id > $2
-ORDER BY id
+-- The casts let an adopted table use other types (varchar, timestamp, json).
+SELECT {id}::bigint, {type}::text, {created_at}::timestamptz, {environment}::text,
+       {context}::text
+FROM {outbox}
+WHERE {id} > $2
+ORDER BY {id}
 LIMIT $1
 FOR UPDATE SKIP LOCKED

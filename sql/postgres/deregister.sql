@@ -1,3 +1,3 @@
 -- The relay ($1) found events and is busy: producers need not notify it. Runs in the
 -- acknowledging transaction.
-DELETE FROM event_log_waiting WHERE relay = $1
+DELETE FROM {waiting} WHERE relay = $1

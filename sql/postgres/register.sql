@@ -1,3 +1,3 @@
 -- The relay ($1) is idle: producers should notify it. Autocommit, before the re-check claim.
-INSERT INTO event_log_waiting (relay) VALUES ($1)
+INSERT INTO {waiting} (relay) VALUES ($1)
 ON CONFLICT (relay) DO UPDATE SET registered_at = now()

@@ -8,14 +8,15 @@
 -- * deleted: pg_stat_user_tables.n_tup_del, cumulative; two samples give the delivery rate
 --   of every relay together.
 -- * relays: sessions named 'outbox-relay/<id>' (a relay holds a listener and a pool).
-WITH head AS (SELECT id, created_at FROM event_log ORDER BY id LIMIT 1)
+WITH head AS (SELECT {id} AS id, {created_at}::timestamptz AS created_at
+              FROM {outbox} ORDER BY {id} LIMIT 1)
 SELECT
-    (SELECT count(*) FROM (SELECT FROM event_log LIMIT 100001) capped) AS counted,
-    COALESCE((SELECT max(id) FROM event_log) - (SELECT id FROM head) + 1, 0) AS id_span,
+    (SELECT count(*) FROM (SELECT FROM {outbox} LIMIT 100001) capped) AS counted,
+    COALESCE((SELECT max({id}) FROM {outbox}) - (SELECT id FROM head) + 1, 0) AS id_span,
     COALESCE(EXTRACT(EPOCH FROM now() - (SELECT created_at FROM head))::float8, 0) AS lag_seconds,
-    (SELECT count(*) FROM event_log_dead_letter WHERE replayed_at IS NULL) AS dead_letters,
+    (SELECT count(*) FROM {dead_letter} WHERE replayed_at IS NULL) AS dead_letters,
     COALESCE((SELECT n_tup_del FROM pg_stat_user_tables
-              WHERE relid = 'event_log'::regclass), 0) AS deleted,
+              WHERE relid = '{outbox}'::regclass), 0) AS deleted,
     (SELECT count(DISTINCT application_name) FROM pg_stat_activity
      WHERE application_name LIKE 'outbox-relay/%') AS relays,
-    (SELECT count(*) FROM event_log_waiting) AS waiting
+    (SELECT count(*) FROM {waiting}) AS waiting

@@ -23,7 +23,7 @@ pub enum Command {
     Migrate {
         postgres: PostgresConfig,
         clickhouse: ClickHouseConfig,
-        demo: bool,
+        mode: crate::migrate::Mode,
     },
     Run {
         postgres: PostgresConfig,
@@ -84,6 +84,8 @@ pub struct PostgresConfig {
     pub redacted_url: String,
     /// `sslrootcert` from the URL: extra roots to verify the server's certificate with.
     pub ssl_root_cert: Option<std::path::PathBuf>,
+    /// The outbox table's name and columns (the contract's `event_log` by default).
+    pub outbox: crate::outbox::Outbox,
 }
 
 impl PostgresConfig {
@@ -107,6 +109,7 @@ impl PostgresConfig {
             config,
             redacted_url,
             ssl_root_cert: ssl_root_cert.map(Into::into),
+            outbox: crate::outbox::Outbox::default(),
         })
     }
 }
@@ -252,11 +255,21 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
             postgres,
             clickhouse,
             demo,
-        } => Command::Migrate {
-            postgres: postgres_config(&postgres)?,
-            clickhouse: clickhouse_config(clickhouse)?,
-            demo,
-        },
+            adopt,
+        } => {
+            use crate::migrate::Mode;
+            let postgres = postgres_config(&postgres)?;
+            let mode = match (demo, adopt) {
+                (true, _) => Mode::Demo,
+                (false, true) => Mode::Adopt,
+                (false, false) => Mode::Install,
+            };
+            Command::Migrate {
+                postgres,
+                clickhouse: clickhouse_config(clickhouse)?,
+                mode,
+            }
+        }
         cli::Command::Run {
             postgres,
             clickhouse,
@@ -350,7 +363,42 @@ fn environment(args: &cli::EventArgs) -> Result<String, ConfigError> {
 }
 
 fn postgres_config(args: &cli::PostgresArgs) -> Result<PostgresConfig, ConfigError> {
-    PostgresConfig::parse(&args.database_url)
+    let mut config = PostgresConfig::parse(&args.database_url)?;
+    let name = |setting: &'static str, value: &str, max: usize| {
+        if !is_identifier(value) || value.len() > max {
+            return Err(invalid(
+                setting,
+                format!("'{value}' is not a plain identifier of at most {max} bytes (letters, digits, underscore; not starting with a digit)"),
+            ));
+        }
+        Ok(value.to_owned())
+    };
+    use crate::outbox::{Outbox, MAX_IDENTIFIER};
+    config.outbox = Outbox {
+        table: name("OUTBOX_TABLE (--outbox-table)", &args.outbox_table, Outbox::MAX_TABLE)?,
+        id: name("OUTBOX_ID_COLUMN (--outbox-id-column)", &args.outbox_id_column, MAX_IDENTIFIER)?,
+        event_type: name(
+            "OUTBOX_TYPE_COLUMN (--outbox-type-column)",
+            &args.outbox_type_column,
+            MAX_IDENTIFIER,
+        )?,
+        created_at: name(
+            "OUTBOX_CREATED_AT_COLUMN (--outbox-created-at-column)",
+            &args.outbox_created_at_column,
+            MAX_IDENTIFIER,
+        )?,
+        environment: name(
+            "OUTBOX_ENVIRONMENT_COLUMN (--outbox-environment-column)",
+            &args.outbox_environment_column,
+            MAX_IDENTIFIER,
+        )?,
+        context: name(
+            "OUTBOX_CONTEXT_COLUMN (--outbox-context-column)",
+            &args.outbox_context_column,
+            MAX_IDENTIFIER,
+        )?,
+    };
+    Ok(config)
 }
 
 fn clickhouse_config(args: cli::ClickHouseArgs) -> Result<ClickHouseConfig, ConfigError> {

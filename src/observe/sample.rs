@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 use crate::relay::format_chain;
 use crate::sink::Sink;
 
-const SAMPLE_SQL: &str = include_str!("../../sql/postgres/sample.sql");
-
 /// Past this many pending rows the backlog is estimated (see `sql/postgres/sample.sql`).
 pub const EXACT_BACKLOG_LIMIT: i64 = 100_000;
 
@@ -37,10 +35,14 @@ pub struct OutboxSample {
     pub waiting_relays: i64,
 }
 
-/// Reads one [`OutboxSample`].
-pub async fn sample(client: &impl tokio_postgres::GenericClient) -> Result<OutboxSample> {
+/// Reads one [`OutboxSample`] with `sql` (`sql/postgres/sample.sql`, rendered by
+/// [`crate::outbox::Outbox::statements`]).
+pub async fn sample(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+) -> Result<OutboxSample> {
     let row = client
-        .query_one(SAMPLE_SQL, &[])
+        .query_one(sql, &[])
         .await
         .map_err(|e| Error::postgres("cannot sample the outbox", e))?;
     let counted: i64 = row.get("counted");
@@ -58,6 +60,7 @@ pub async fn sample(client: &impl tokio_postgres::GenericClient) -> Result<Outbo
 
 /// Samples every `interval` until shutdown.
 pub async fn run<S: Sink>(
+    sql: String,
     pool: deadpool_postgres::Pool,
     sink: Arc<S>,
     observer: Arc<Observer>,
@@ -72,7 +75,7 @@ pub async fn run<S: Sink>(
             _ = tick.tick() => {}
         }
         // Both checks are bounded by the interval, so a hung server cannot stall sampling.
-        let postgres = tokio::time::timeout(interval, sample_pool(&pool));
+        let postgres = tokio::time::timeout(interval, sample_pool(&pool, &sql));
         let sink_ping = tokio::time::timeout(interval, sink.ping());
         let (postgres, sink_ping) = tokio::join!(postgres, sink_ping);
         match postgres {
@@ -101,7 +104,7 @@ pub async fn run<S: Sink>(
     }
 }
 
-async fn sample_pool(pool: &deadpool_postgres::Pool) -> Result<OutboxSample> {
+async fn sample_pool(pool: &deadpool_postgres::Pool, sql: &str) -> Result<OutboxSample> {
     let client = pool.get().await.map_err(|e| {
         Error::with_source(
             crate::error::ErrorKind::Postgres,
@@ -109,5 +112,5 @@ async fn sample_pool(pool: &deadpool_postgres::Pool) -> Result<OutboxSample> {
             e,
         )
     })?;
-    sample(&**client).await
+    sample(&**client, sql).await
 }
