@@ -144,13 +144,28 @@ pub struct PostgresArgs {
     pub database_url: String,
     /// The outbox table, in the first schema of the search_path. Another name adopts an
     /// existing table (see `migrate --adopt`).
-    #[arg(long, env = "OUTBOX_TABLE", default_value = "event_log", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "OUTBOX_TABLE",
+        default_value = "event_log",
+        value_name = "NAME"
+    )]
     pub outbox_table: String,
     /// The outbox's id column: unique, increasing with insertion (an identity or serial).
-    #[arg(long, env = "OUTBOX_ID_COLUMN", default_value = "id", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "OUTBOX_ID_COLUMN",
+        default_value = "id",
+        value_name = "NAME"
+    )]
     pub outbox_id_column: String,
     /// The outbox's event type column (text or varchar).
-    #[arg(long, env = "OUTBOX_TYPE_COLUMN", default_value = "type", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "OUTBOX_TYPE_COLUMN",
+        default_value = "type",
+        value_name = "NAME"
+    )]
     pub outbox_type_column: String,
     /// The outbox's creation time column (timestamptz; a timestamp is read in the session's
     /// TimeZone).

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::observe::Observer;
 
-
 /// Owns the LISTEN connection; [`Listener::run`] until shutdown.
 pub struct Listener {
     config: tokio_postgres::Config,

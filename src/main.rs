@@ -172,7 +172,8 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
             }
             Command::DeadLetterReplay { postgres, ids, all } => {
                 let mut client = outbox_relay::postgres::connect(&postgres).await?;
-                let replayed = outbox_relay::dead_letter::replay(&mut client, &postgres.outbox, &ids, all)
+                let replayed =
+                    outbox_relay::dead_letter::replay(&mut client, &postgres.outbox, &ids, all)
                         .await?;
                 let missing: Vec<i64> = ids
                     .iter()

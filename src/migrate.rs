@@ -79,11 +79,7 @@ pub async fn migrate_postgres_as(pg: &PostgresConfig, mode: Mode) -> Result<Stri
 
 /// Checks the existing table has every column the relay reads, and indexes the id column
 /// if no index leads with it.
-async fn adopt(
-    tx: &tokio_postgres::Transaction<'_>,
-    outbox: &Outbox,
-    schema: &str,
-) -> Result<()> {
+async fn adopt(tx: &tokio_postgres::Transaction<'_>, outbox: &Outbox, schema: &str) -> Result<()> {
     let columns = [
         &outbox.id,
         &outbox.event_type,

@@ -125,7 +125,10 @@ mod tests {
             outbox.render("{type} {dead_letter} {notify}"),
             r#""kind" "events_eventlog_dead_letter" "events_eventlog_notify""#
         );
-        assert!(outbox.statements().claim.contains(r#"FROM "events_eventlog""#));
+        assert!(outbox
+            .statements()
+            .claim
+            .contains(r#"FROM "events_eventlog""#));
         assert_eq!(outbox.channel("app"), r#""app.events_eventlog""#);
     }
 }

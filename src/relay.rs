@@ -164,10 +164,7 @@ impl<S: Sink> Relay<S> {
         // until the next listener to connect forgets it.
         let client = tokio::time::timeout(std::time::Duration::from_secs(2), pool.get()).await;
         if let Ok(Ok(client)) = client {
-            if let Err(e) = client
-                .execute(&sql.deregister, &[&relay_id])
-                .await
-            {
+            if let Err(e) = client.execute(&sql.deregister, &[&relay_id]).await {
                 tracing::debug!(error = %e, "could not end the registration at shutdown");
             }
         }

@@ -375,8 +375,16 @@ fn postgres_config(args: &cli::PostgresArgs) -> Result<PostgresConfig, ConfigErr
     };
     use crate::outbox::{Outbox, MAX_IDENTIFIER};
     config.outbox = Outbox {
-        table: name("OUTBOX_TABLE (--outbox-table)", &args.outbox_table, Outbox::MAX_TABLE)?,
-        id: name("OUTBOX_ID_COLUMN (--outbox-id-column)", &args.outbox_id_column, MAX_IDENTIFIER)?,
+        table: name(
+            "OUTBOX_TABLE (--outbox-table)",
+            &args.outbox_table,
+            Outbox::MAX_TABLE,
+        )?,
+        id: name(
+            "OUTBOX_ID_COLUMN (--outbox-id-column)",
+            &args.outbox_id_column,
+            MAX_IDENTIFIER,
+        )?,
         event_type: name(
             "OUTBOX_TYPE_COLUMN (--outbox-type-column)",
             &args.outbox_type_column,

@@ -82,6 +82,31 @@ fn bad_observability_settings_name_the_variable() {
 }
 
 #[test]
+fn outbox_names_must_be_identifiers() {
+    let err = run_with(&["--outbox-table", "events; DROP TABLE x"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OUTBOX_TABLE"), "{err}");
+    let long = "t".repeat(52);
+    let err = run_with(&["--outbox-table", &long])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 51 bytes"), "{err}");
+    let err = run_with(&["--outbox-context-column", "ctx-json"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OUTBOX_CONTEXT_COLUMN"), "{err}");
+    let Command::Run { postgres, .. } = run_with(&["--outbox-table", "events_eventlog"])
+        .unwrap()
+        .command
+    else {
+        panic!("not run")
+    };
+    assert_eq!(postgres.outbox.table, "events_eventlog");
+    assert_eq!(postgres.outbox.event_type, "type");
+}
+
+#[test]
 fn bad_durations_name_the_variable() {
     let err = run_with(&["--poll-interval", "soon"])
         .unwrap_err()

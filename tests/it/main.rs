@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real PostgreSQL and ClickHouse servers started by
 //! `scripts/services`. Each test has its own schema and database.
 
+mod adopt;
 mod blackbox;
 mod cli;
 mod delivery;
