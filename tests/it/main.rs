@@ -10,5 +10,6 @@ mod faults;
 mod harness;
 mod observe;
 mod poison;
+mod scale;
 mod security;
 mod wakeup;
