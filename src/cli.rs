@@ -27,6 +27,8 @@ pub enum Command {
         postgres: PostgresArgs,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        sinks: SinkArgs,
         /// Also install the demo `users` table used by `create-user`.
         #[arg(long, conflicts_with = "adopt")]
         demo: bool,
@@ -42,6 +44,8 @@ pub enum Command {
         postgres: PostgresArgs,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        sinks: SinkArgs,
         #[command(flatten)]
         relay: RelayArgs,
     },
@@ -196,14 +200,15 @@ pub struct PostgresArgs {
 
 #[derive(Debug, Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    /// ClickHouse HTTP endpoint, e.g. `http://127.0.0.1:8123` (required when SINKS lists
+    /// clickhouse, as it does by default).
     #[arg(
         long,
         env = "CLICKHOUSE_URL",
         hide_env_values = true,
         value_name = "CLICKHOUSE_URL"
     )]
-    pub clickhouse_url: String,
+    pub clickhouse_url: Option<String>,
     /// ClickHouse database holding the `event_log` table.
     #[arg(
         long,
@@ -223,6 +228,30 @@ pub struct ClickHouseArgs {
         value_name = "PASSWORD"
     )]
     pub clickhouse_password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Where events go, comma-separated: `clickhouse`, `postgres` (the archive below), or
+    /// both. With several, an event is deleted from the outbox only when every sink has it.
+    #[arg(long, env = "SINKS", default_value = "clickhouse", value_name = "LIST")]
+    pub sinks: String,
+    /// PostgreSQL URL of the archive database (required when SINKS lists postgres).
+    #[arg(
+        long,
+        env = "ARCHIVE_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub archive_database_url: Option<String>,
+    /// The archive table, in the first schema of the archive URL's search_path.
+    #[arg(
+        long,
+        env = "ARCHIVE_TABLE",
+        default_value = "event_archive",
+        value_name = "NAME"
+    )]
+    pub archive_table: String,
 }
 
 #[derive(Debug, Args)]

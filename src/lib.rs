@@ -36,6 +36,7 @@ pub mod outbox;
 pub mod postgres;
 mod producer;
 pub mod relay;
+pub mod run;
 pub mod schedule;
 pub mod sink;
 pub mod status;

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use outbox_relay::cli::Cli;
 use outbox_relay::config::{self, Command};
-use outbox_relay::{ClickHouseSink, Relay};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -84,51 +83,24 @@ async fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         match command {
             Command::Migrate {
                 postgres,
-                clickhouse,
+                sinks,
                 mode,
             } => {
                 let schema = outbox_relay::migrate::migrate_postgres_as(&postgres, mode).await?;
                 tracing::info!(%schema, table = %postgres.outbox.table, ?mode, "PostgreSQL outbox installed");
-                let sink = ClickHouseSink::new(&clickhouse)?;
-                outbox_relay::migrate::migrate_sink(&sink).await?;
-                tracing::info!(database = %clickhouse.database, "ClickHouse table event_log ready");
+                outbox_relay::run::init_sinks(&sinks).await?;
                 Ok(())
             }
             Command::Run {
                 postgres,
-                clickhouse,
+                sinks,
                 relay,
                 metrics_addr,
             } => {
-                tracing::info!(
-                    ?postgres,
-                    ?clickhouse,
-                    ?relay,
-                    ?metrics_addr,
-                    "configuration"
-                );
+                tracing::info!(?postgres, ?sinks, ?relay, ?metrics_addr, "configuration");
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                let relay = Relay::new(postgres, ClickHouseSink::new(&clickhouse)?, relay);
-                // The endpoints outlive the relay's drain: readiness says "shutting down".
-                let http_stop = CancellationToken::new();
-                let http = match metrics_addr {
-                    Some(addr) => {
-                        let listener = outbox_relay::observe::http::bind(addr).await?;
-                        Some(tokio::spawn(outbox_relay::observe::http::serve(
-                            listener,
-                            relay.observer(),
-                            http_stop.clone(),
-                        )))
-                    }
-                    None => None,
-                };
-                let result = relay.run(shutdown).await;
-                http_stop.cancel();
-                if let Some(http) = http {
-                    let _ = http.await;
-                }
-                result?;
+                outbox_relay::run::run(postgres, &sinks, relay, metrics_addr, shutdown).await?;
                 Ok(())
             }
             Command::Status { postgres, status } => {

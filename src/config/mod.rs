@@ -22,12 +22,12 @@ pub struct Config {
 pub enum Command {
     Migrate {
         postgres: PostgresConfig,
-        clickhouse: ClickHouseConfig,
+        sinks: SinksConfig,
         mode: crate::migrate::Mode,
     },
     Run {
         postgres: PostgresConfig,
-        clickhouse: ClickHouseConfig,
+        sinks: SinksConfig,
         relay: RelayConfig,
         /// The HTTP listener for metrics and health; off when `None`.
         metrics_addr: Option<std::net::SocketAddr>,
@@ -254,6 +254,7 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
         cli::Command::Migrate {
             postgres,
             clickhouse,
+            sinks,
             demo,
             adopt,
         } => {
@@ -266,17 +267,18 @@ pub fn validate(cli: Cli) -> Result<Config, ConfigError> {
             };
             Command::Migrate {
                 postgres,
-                clickhouse: clickhouse_config(clickhouse)?,
+                sinks: sinks_config(clickhouse, sinks)?,
                 mode,
             }
         }
         cli::Command::Run {
             postgres,
             clickhouse,
+            sinks,
             relay,
         } => Command::Run {
             postgres: postgres_config(&postgres)?,
-            clickhouse: clickhouse_config(clickhouse)?,
+            sinks: sinks_config(clickhouse, sinks)?,
             metrics_addr: match relay.metrics_addr.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(addr) => Some(addr.parse().map_err(|_| {
@@ -409,8 +411,76 @@ fn postgres_config(args: &cli::PostgresArgs) -> Result<PostgresConfig, ConfigErr
     Ok(config)
 }
 
+/// The sinks a relay delivers to, in `SINKS` order (ClickHouse first when both).
+#[derive(Debug, Clone)]
+pub struct SinksConfig {
+    pub clickhouse: Option<ClickHouseConfig>,
+    pub archive: Option<crate::sink::postgres::ArchiveConfig>,
+}
+
+fn sinks_config(
+    clickhouse: cli::ClickHouseArgs,
+    args: cli::SinkArgs,
+) -> Result<SinksConfig, ConfigError> {
+    const SINKS: &str = "SINKS (--sinks)";
+    let mut config = SinksConfig {
+        clickhouse: None,
+        archive: None,
+    };
+    let mut clickhouse = Some(clickhouse);
+    let mut archive = Some(args.archive_database_url);
+    for name in args.sinks.split(',').map(str::trim) {
+        match name {
+            "clickhouse" => {
+                let Some(ch) = clickhouse.take() else {
+                    return Err(invalid(SINKS, "lists clickhouse twice"));
+                };
+                config.clickhouse = Some(clickhouse_config(ch)?);
+            }
+            "postgres" => {
+                let Some(url) = archive.take() else {
+                    return Err(invalid(SINKS, "lists postgres twice"));
+                };
+                let url = url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+                    invalid(
+                        "ARCHIVE_DATABASE_URL (--archive-database-url)",
+                        "required when SINKS lists postgres",
+                    )
+                })?;
+                let postgres = PostgresConfig::parse(&url).map_err(|e| {
+                    invalid("ARCHIVE_DATABASE_URL (--archive-database-url)", e.reason)
+                })?;
+                if !is_identifier(&args.archive_table) {
+                    return Err(invalid(
+                        "ARCHIVE_TABLE (--archive-table)",
+                        format!("'{}' is not a plain identifier", args.archive_table),
+                    ));
+                }
+                config.archive = Some(crate::sink::postgres::ArchiveConfig {
+                    postgres,
+                    table: args.archive_table.clone(),
+                });
+            }
+            other => {
+                return Err(invalid(
+                    SINKS,
+                    format!("'{other}' is not a sink (clickhouse, postgres)"),
+                ))
+            }
+        }
+    }
+    Ok(config)
+}
+
 fn clickhouse_config(args: cli::ClickHouseArgs) -> Result<ClickHouseConfig, ConfigError> {
-    let url = args.clickhouse_url.trim_end_matches('/').to_owned();
+    let url = args.clickhouse_url.unwrap_or_default();
+    if url.trim().is_empty() {
+        return Err(invalid(
+            "CLICKHOUSE_URL (--clickhouse-url)",
+            "required when SINKS lists clickhouse (the default)",
+        ));
+    }
+    let url = url.trim_end_matches('/').to_owned();
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
     if !scheme_ok || url.len() <= "https://".len() {
         return Err(invalid(

@@ -24,16 +24,14 @@ fn run_with(extra: &[&str]) -> Result<Config, ConfigError> {
 
 #[test]
 fn defaults_are_valid() {
-    let Command::Run {
-        relay, clickhouse, ..
-    } = run_with(&[]).unwrap().command
-    else {
+    let Command::Run { relay, sinks, .. } = run_with(&[]).unwrap().command else {
         panic!("not run")
     };
     assert_eq!(relay.batch_size, 1000);
     assert_eq!(relay.claims_per_insert, 10);
     assert_eq!(relay.poll_interval, Duration::from_secs(5));
-    assert_eq!(clickhouse.database, "default");
+    assert_eq!(sinks.clickhouse.unwrap().database, "default");
+    assert!(sinks.archive.is_none());
 }
 
 #[test]
@@ -104,6 +102,49 @@ fn outbox_names_must_be_identifiers() {
     };
     assert_eq!(postgres.outbox.table, "events_eventlog");
     assert_eq!(postgres.outbox.event_type, "type");
+}
+
+#[test]
+fn sinks_are_listed_and_each_needs_its_url() {
+    let err = run_with(&["--sinks", "clickhouse,kafka"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SINKS") && err.contains("'kafka'"), "{err}");
+    let err = run_with(&["--sinks", "clickhouse,postgres"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ARCHIVE_DATABASE_URL"), "{err}");
+    let err = run_with(&[
+        "--sinks",
+        "postgres,postgres",
+        "--archive-database-url",
+        "postgresql://a@b/c",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("twice"), "{err}");
+    let Command::Run { sinks, .. } = parse(&[
+        "run",
+        "--database-url",
+        "postgresql://u@localhost/db",
+        "--sinks",
+        "postgres",
+        "--archive-database-url",
+        "postgresql://u:secret@archive/audit",
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("not run")
+    };
+    assert!(sinks.clickhouse.is_none(), "no CLICKHOUSE_URL needed");
+    let archive = sinks.archive.unwrap();
+    assert_eq!(archive.table, "event_archive");
+    assert!(!format!("{archive:?}").contains("secret"));
+    let err = parse(&["run", "--database-url", "postgresql://u@localhost/db"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CLICKHOUSE_URL"), "{err}");
 }
 
 #[test]

@@ -9,8 +9,12 @@ use crate::error::Result;
 use crate::event::Event;
 
 pub mod clickhouse;
+pub mod fanout;
+pub mod postgres;
 
 pub use self::clickhouse::ClickHouseSink;
+pub use self::fanout::FanOut;
+pub use self::postgres::PostgresSink;
 
 /// Which events [`Sink::query`] reads back.
 #[derive(Debug, Clone, Default)]

@@ -22,13 +22,25 @@ fn help_documents_every_option_and_env_var() {
         "SHUTDOWN_GRACE",
         "SENTRY_DSN",
         "LOG_FORMAT",
+        "CLAIMS_PER_INSERT",
+        "MAX_INSERT_BYTES",
+        "METRICS_ADDR",
+        "SAMPLE_INTERVAL",
+        "SENTRY_ENVIRONMENT",
+        "SENTRY_TRACES_SAMPLE_RATE",
+        "OUTBOX_TABLE",
+        "OUTBOX_CONTEXT_COLUMN",
+        "SINKS",
+        "ARCHIVE_DATABASE_URL",
+        "ARCHIVE_TABLE",
     ] {
         assert!(help.contains(var), "--help lacks {var}: {help}");
     }
     let out = run(bin()
         .args(["run", "--help"])
         .env("CLICKHOUSE_PASSWORD", "hunter2")
-        .env("DATABASE_URL", "postgresql://u:hunter3@h/db"));
+        .env("DATABASE_URL", "postgresql://u:hunter3@h/db")
+        .env("ARCHIVE_DATABASE_URL", "postgresql://u:hunter4@h/audit"));
     assert!(!text(&out).contains("hunter"), "secrets leak into --help");
 }
 

@@ -6,6 +6,7 @@ mod blackbox;
 mod cli;
 mod delivery;
 mod deploy;
+mod fanout;
 mod faults;
 mod harness;
 mod observe;

@@ -1,0 +1,1 @@
+COPY outbox_relay_staging (event_id, event_type, created_at, environment, context) FROM STDIN BINARY
