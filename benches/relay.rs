@@ -488,6 +488,7 @@ async fn main() {
         database: SCHEMA.into(),
         user: None,
         password: None,
+        cluster: None,
     };
     outbox_relay::migrate::migrate_postgres(&pg, false)
         .await

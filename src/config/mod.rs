@@ -129,6 +129,18 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// A cluster to create the tables on and insert through (a `Distributed` table).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A ClickHouse cluster, as named in the servers' `remote_servers`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The cluster's name (`CLICKHOUSE_CLUSTER`).
+    pub name: String,
+    /// HTTP URLs of every node (`CLICKHOUSE_CLUSTER_NODES`): `migrate` then creates the
+    /// tables on each itself, which needs no Keeper. Empty: one `ON CLUSTER` statement.
+    pub nodes: Vec<String>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -138,6 +150,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -364,206 +377,11 @@ fn environment(args: &cli::EventArgs) -> Result<String, ConfigError> {
     Ok(args.environment.clone())
 }
 
-fn postgres_config(args: &cli::PostgresArgs) -> Result<PostgresConfig, ConfigError> {
-    let mut config = PostgresConfig::parse(&args.database_url)?;
-    let name = |setting: &'static str, value: &str, max: usize| {
-        if !is_identifier(value) || value.len() > max {
-            return Err(invalid(
-                setting,
-                format!("'{value}' is not a plain identifier of at most {max} bytes (letters, digits, underscore; not starting with a digit)"),
-            ));
-        }
-        Ok(value.to_owned())
-    };
-    use crate::outbox::{Outbox, MAX_IDENTIFIER};
-    config.outbox = Outbox {
-        table: name(
-            "OUTBOX_TABLE (--outbox-table)",
-            &args.outbox_table,
-            Outbox::MAX_TABLE,
-        )?,
-        id: name(
-            "OUTBOX_ID_COLUMN (--outbox-id-column)",
-            &args.outbox_id_column,
-            MAX_IDENTIFIER,
-        )?,
-        event_type: name(
-            "OUTBOX_TYPE_COLUMN (--outbox-type-column)",
-            &args.outbox_type_column,
-            MAX_IDENTIFIER,
-        )?,
-        created_at: name(
-            "OUTBOX_CREATED_AT_COLUMN (--outbox-created-at-column)",
-            &args.outbox_created_at_column,
-            MAX_IDENTIFIER,
-        )?,
-        environment: name(
-            "OUTBOX_ENVIRONMENT_COLUMN (--outbox-environment-column)",
-            &args.outbox_environment_column,
-            MAX_IDENTIFIER,
-        )?,
-        context: name(
-            "OUTBOX_CONTEXT_COLUMN (--outbox-context-column)",
-            &args.outbox_context_column,
-            MAX_IDENTIFIER,
-        )?,
-    };
-    Ok(config)
-}
-
-/// The sinks a relay delivers to, in `SINKS` order (ClickHouse first when both).
-#[derive(Debug, Clone)]
-pub struct SinksConfig {
-    pub clickhouse: Option<ClickHouseConfig>,
-    pub archive: Option<crate::sink::postgres::ArchiveConfig>,
-}
-
-fn sinks_config(
-    clickhouse: cli::ClickHouseArgs,
-    args: cli::SinkArgs,
-) -> Result<SinksConfig, ConfigError> {
-    const SINKS: &str = "SINKS (--sinks)";
-    let mut config = SinksConfig {
-        clickhouse: None,
-        archive: None,
-    };
-    let mut clickhouse = Some(clickhouse);
-    let mut archive = Some(args.archive_database_url);
-    for name in args.sinks.split(',').map(str::trim) {
-        match name {
-            "clickhouse" => {
-                let Some(ch) = clickhouse.take() else {
-                    return Err(invalid(SINKS, "lists clickhouse twice"));
-                };
-                config.clickhouse = Some(clickhouse_config(ch)?);
-            }
-            "postgres" => {
-                let Some(url) = archive.take() else {
-                    return Err(invalid(SINKS, "lists postgres twice"));
-                };
-                let url = url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
-                    invalid(
-                        "ARCHIVE_DATABASE_URL (--archive-database-url)",
-                        "required when SINKS lists postgres",
-                    )
-                })?;
-                let postgres = PostgresConfig::parse(&url).map_err(|e| {
-                    invalid("ARCHIVE_DATABASE_URL (--archive-database-url)", e.reason)
-                })?;
-                if !is_identifier(&args.archive_table) {
-                    return Err(invalid(
-                        "ARCHIVE_TABLE (--archive-table)",
-                        format!("'{}' is not a plain identifier", args.archive_table),
-                    ));
-                }
-                config.archive = Some(crate::sink::postgres::ArchiveConfig {
-                    postgres,
-                    table: args.archive_table.clone(),
-                });
-            }
-            other => {
-                return Err(invalid(
-                    SINKS,
-                    format!("'{other}' is not a sink (clickhouse, postgres)"),
-                ))
-            }
-        }
-    }
-    Ok(config)
-}
-
-fn clickhouse_config(args: cli::ClickHouseArgs) -> Result<ClickHouseConfig, ConfigError> {
-    let url = args.clickhouse_url.unwrap_or_default();
-    if url.trim().is_empty() {
-        return Err(invalid(
-            "CLICKHOUSE_URL (--clickhouse-url)",
-            "required when SINKS lists clickhouse (the default)",
-        ));
-    }
-    let url = url.trim_end_matches('/').to_owned();
-    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-    if !scheme_ok || url.len() <= "https://".len() {
-        return Err(invalid(
-            "CLICKHOUSE_URL (--clickhouse-url)",
-            format!("'{}' is not an http:// or https:// URL", redact_url(&url)),
-        ));
-    }
-    if !is_identifier(&args.clickhouse_database) {
-        return Err(invalid(
-            "CLICKHOUSE_DATABASE (--clickhouse-database)",
-            format!(
-                "'{}' is not a plain identifier (letters, digits, underscore; not starting with a digit)",
-                args.clickhouse_database
-            ),
-        ));
-    }
-    Ok(ClickHouseConfig {
-        url,
-        database: args.clickhouse_database,
-        user: args.clickhouse_user.filter(|u| !u.is_empty()),
-        password: args.clickhouse_password.filter(|p| !p.is_empty()),
-    })
-}
-
-fn relay_config(args: &cli::RelayArgs) -> Result<RelayConfig, ConfigError> {
-    let config = RelayConfig {
-        batch_size: positive(
-            "EVENT_BATCH_SIZE (--batch-size)",
-            &args.batch_size,
-            1_000_000,
-        )?,
-        claims_per_insert: positive(
-            "CLAIMS_PER_INSERT (--claims-per-insert)",
-            &args.claims_per_insert,
-            1000,
-        )?,
-        max_insert_bytes: positive(
-            "MAX_INSERT_BYTES (--max-insert-bytes)",
-            &args.max_insert_bytes,
-            1 << 40,
-        )?,
-        sample_interval: duration("SAMPLE_INTERVAL (--sample-interval)", &args.sample_interval)?,
-        poll_interval: duration("POLL_INTERVAL (--poll-interval)", &args.poll_interval)?,
-        max_in_flight: positive("MAX_IN_FLIGHT (--max-in-flight)", &args.max_in_flight, 256)?,
-        insert_timeout: duration("INSERT_TIMEOUT (--insert-timeout)", &args.insert_timeout)?,
-        shutdown_grace: duration("SHUTDOWN_GRACE (--shutdown-grace)", &args.shutdown_grace)?,
-        max_backoff: duration("MAX_BACKOFF (--max-backoff)", &args.max_backoff)?,
-        coalesce: duration(
-            "COALESCE_INTERVAL (--coalesce-interval)",
-            &args.coalesce_interval,
-        )?,
-        max_event_bytes: positive(
-            "MAX_EVENT_BYTES (--max-event-bytes)",
-            &args.max_event_bytes,
-            1 << 30,
-        )?,
-    };
-    Ok(config)
-}
-
-fn positive(setting: &'static str, raw: &str, max: usize) -> Result<usize, ConfigError> {
-    match raw.trim().parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        Ok(n) => Err(invalid(setting, format!("{n} is out of range 1..={max}"))),
-        Err(_) => Err(invalid(
-            setting,
-            format!("'{raw}' is not a positive integer"),
-        )),
-    }
-}
-
-fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(raw.trim()).map_err(|e| {
-        invalid(
-            setting,
-            format!("'{raw}' is not a duration like 5s or 250ms ({e})"),
-        )
-    })?;
-    if d.is_zero() {
-        return Err(invalid(setting, "must be longer than zero"));
-    }
-    Ok(d)
-}
-
+mod relay;
+mod servers;
 #[cfg(test)]
 mod tests;
+
+use relay::{duration, relay_config};
+pub use servers::SinksConfig;
+use servers::{postgres_config, sinks_config};

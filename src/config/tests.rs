@@ -148,6 +148,40 @@ fn sinks_are_listed_and_each_needs_its_url() {
 }
 
 #[test]
+fn a_cluster_needs_a_plain_name_and_http_nodes() {
+    let err = run_with(&["--clickhouse-cluster", "two shards"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CLICKHOUSE_CLUSTER"), "{err}");
+    let err = run_with(&[
+        "--clickhouse-cluster",
+        "main",
+        "--clickhouse-cluster-nodes",
+        "http://a:8123,b:8123",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("CLICKHOUSE_CLUSTER_NODES") && err.contains("'b:8123'"),
+        "{err}"
+    );
+    let Command::Run { sinks, .. } = run_with(&[
+        "--clickhouse-cluster",
+        "main",
+        "--clickhouse-cluster-nodes",
+        "http://a:8123/, http://b:8123",
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("not run")
+    };
+    let cluster = sinks.clickhouse.unwrap().cluster.unwrap();
+    assert_eq!(cluster.name, "main");
+    assert_eq!(cluster.nodes, ["http://a:8123", "http://b:8123"]);
+}
+
+#[test]
 fn bad_durations_name_the_variable() {
     let err = run_with(&["--poll-interval", "soon"])
         .unwrap_err()

@@ -184,6 +184,7 @@ impl TestEnv {
                 database: schema,
                 user: None,
                 password: None,
+                cluster: None,
             },
             client,
         }

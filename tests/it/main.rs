@@ -4,6 +4,7 @@
 mod adopt;
 mod blackbox;
 mod cli;
+mod cluster;
 mod delivery;
 mod deploy;
 mod fanout;

@@ -15,37 +15,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{EventFilter, Sink};
-use crate::config::{redact_url, ClickHouseConfig};
+use crate::config::{redact_url, ClickHouseConfig, ClusterConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 
-const TABLE: &str = "event_log";
-const CREATE_TABLE_SQL: &str = include_str!("../../sql/clickhouse/event_log.sql");
+mod schema;
 
-/// How `event_date_time` is stored: microseconds where the server has DateTime64 (20.1+),
-/// whole seconds before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TimeColumn {
-    DateTime64,
-    DateTime,
-}
-
-impl TimeColumn {
-    fn ddl(self) -> &'static str {
-        match self {
-            TimeColumn::DateTime64 => "DateTime64(6, 'UTC')",
-            TimeColumn::DateTime => "DateTime('UTC')",
-        }
-    }
-
-    /// `event_date_time` as Int64 microseconds, for reading back.
-    fn micros_expr(self) -> &'static str {
-        match self {
-            TimeColumn::DateTime64 => "toUnixTimestamp64Micro(event_date_time)",
-            TimeColumn::DateTime => "toInt64(toUInt32(event_date_time)) * 1000000",
-        }
-    }
-}
+use self::schema::{check_columns, classify, ClusterDdl, TimeColumn, TABLE};
 
 /// The row for servers with DateTime64: `event_date_time` in microseconds.
 #[derive(Row, Serialize)]
@@ -85,6 +61,7 @@ pub struct ClickHouseSink {
     database: String,
     url: String,
     time: OnceLock<TimeColumn>,
+    cluster: Option<ClusterConfig>,
 }
 
 impl ClickHouseSink {
@@ -116,13 +93,42 @@ impl ClickHouseSink {
         if let Some(password) = &config.password {
             client = client.with_password(password);
         }
+        if config.cluster.is_some() {
+            // Into a Distributed table, an insert returns only once every shard has its
+            // rows: the relay deletes events only after that. (The default queues them on
+            // this node and forwards them later: a lost node would lose acknowledged events.)
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         Ok(ClickHouseSink {
             admin: client.clone().with_database("system"),
             client,
             database: config.database.clone(),
             url: redact_url(&config.url),
             time: OnceLock::new(),
+            cluster: config.cluster.clone(),
         })
+    }
+
+    /// Creates the database (with `on_cluster`, e.g. ` ON CLUSTER `c``, or on this node
+    /// alone) and runs `ddl` through `admin`.
+    async fn create(&self, admin: &Client, ddl: &[String], on_cluster: &str) -> Result<()> {
+        // The database name is a validated identifier (config::is_identifier).
+        admin
+            .query(&format!(
+                "CREATE DATABASE IF NOT EXISTS `{}`{on_cluster}",
+                self.database
+            ))
+            .execute()
+            .await
+            .map_err(|e| self.error("cannot create the database", e))?;
+        for statement in ddl {
+            admin
+                .query(statement)
+                .execute()
+                .await
+                .map_err(|e| self.error("cannot create table event_log", e))?;
+        }
+        Ok(())
     }
 
     fn error(&self, what: &str, e: clickhouse::error::Error) -> Error {
@@ -165,91 +171,6 @@ impl ClickHouseSink {
     }
 }
 
-/// Sorts a ClickHouse exception ("Code: 27, e.displayText() = …" on old servers, "Code: 27.
-/// DB::Exception: …" on new ones) into data the server will never accept
-/// ([`ErrorKind::Rejected`]) and everything else ([`ErrorKind::Sink`], retried). Unknown
-/// codes are retried: a wrong guess there delays events, a wrong guess the other way would
-/// dead-letter good ones.
-fn classify(response: &str) -> ErrorKind {
-    let code = response
-        .split("Code:")
-        .nth(1)
-        .and_then(|rest| {
-            rest.trim_start()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-        })
-        .and_then(|digits| digits.parse::<u32>().ok());
-    match code {
-        // Parse, type, conversion and size errors: this data cannot be stored as it is.
-        Some(
-            6   // CANNOT_PARSE_TEXT
-            | 26 | 27 // CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_INPUT_ASSERTION_FAILED
-            | 32 | 33 // ATTEMPT_TO_READ_AFTER_EOF, CANNOT_READ_ALL_DATA
-            | 38 | 41 // CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME
-            | 53 | 70 | 72 // TYPE_MISMATCH, CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER
-            | 69 // ARGUMENT_OUT_OF_BOUND
-            | 117 // INCORRECT_DATA
-            | 131 // TOO_LARGE_STRING_SIZE
-            | 321 // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
-            | 395 // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (throwIf in a materialized view)
-            | 469 // VIOLATED_CONSTRAINT
-            | 1001, // STD_EXCEPTION while parsing
-        ) => ErrorKind::Rejected,
-        // Everything else, notably network errors, timeouts (159, 209, 210), TOO_MANY_PARTS
-        // (252), memory limits (241), too many queries (202), missing tables or columns
-        // (60, 16: an operator can fix those), and authentication (516, 192, 193).
-        _ => ErrorKind::Sink,
-    }
-}
-
-/// Checks an existing table against what we write; returns how it stores time.
-fn check_columns(database: &str, columns: &[(String, String)]) -> Result<TimeColumn> {
-    let type_of = |name: &str| {
-        columns
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.as_str())
-    };
-    let mut problems = Vec::new();
-    for (name, expected) in [
-        ("event_id", "UInt64"),
-        ("event_type", "String"),
-        ("environment", "String"),
-        ("event_context", "String"),
-    ] {
-        match type_of(name) {
-            Some(t) if t == expected => {}
-            Some(t) => problems.push(format!("column {name} is {t}, expected {expected}")),
-            None => problems.push(format!("column {name} is missing")),
-        }
-    }
-    let time = match type_of("event_date_time") {
-        Some(t) if t == TimeColumn::DateTime64.ddl() => Some(TimeColumn::DateTime64),
-        Some(t) if t == TimeColumn::DateTime.ddl() => Some(TimeColumn::DateTime),
-        Some(t) => {
-            problems.push(format!(
-                "column event_date_time is {t}, expected DateTime64(6, 'UTC') or DateTime('UTC')"
-            ));
-            None
-        }
-        None => {
-            problems.push("column event_date_time is missing".into());
-            None
-        }
-    };
-    match time {
-        Some(time) if problems.is_empty() => Ok(time),
-        _ => Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "ClickHouse table {database}.{TABLE} does not match what outbox-relay writes: {}",
-                problems.join("; ")
-            ),
-        )),
-    }
-}
-
 fn out_of_range(event: &Event, column: &str) -> Error {
     Error::new(
         ErrorKind::Rejected,
@@ -289,23 +210,40 @@ impl Sink for ClickHouseSink {
             } else {
                 TimeColumn::DateTime
             };
-            // The database name is a validated identifier (config::is_identifier).
-            let ddl = CREATE_TABLE_SQL
-                .replace("{database}", &self.database)
-                .replace("{datetime}", time.ddl());
-            self.admin
-                .query(&format!(
-                    "CREATE DATABASE IF NOT EXISTS `{}`",
-                    self.database
-                ))
-                .execute()
-                .await
-                .map_err(|e| self.error("cannot create the database", e))?;
-            self.admin
-                .query(&ddl)
-                .execute()
-                .await
-                .map_err(|e| self.error("cannot create table event_log", e))?;
+            match &self.cluster {
+                None => {
+                    let ddl = schema::single_table(&self.database, time);
+                    self.create(&self.admin, &[ddl], "").await?;
+                }
+                Some(cluster) if cluster.nodes.is_empty() => {
+                    let ddl = schema::cluster_tables(
+                        &self.database,
+                        &cluster.name,
+                        time,
+                        ClusterDdl::OnCluster,
+                    );
+                    let on = format!(" ON CLUSTER `{}`", cluster.name);
+                    self.create(&self.admin, &ddl, &on).await?;
+                }
+                Some(cluster) => {
+                    let ddl = schema::cluster_tables(
+                        &self.database,
+                        &cluster.name,
+                        time,
+                        ClusterDdl::PerNode,
+                    );
+                    for node in &cluster.nodes {
+                        let admin = self.admin.clone().with_url(node);
+                        self.create(&admin, &ddl, "").await.map_err(|e| {
+                            Error::with_source(
+                                e.kind(),
+                                format!("on cluster node {}", redact_url(node)),
+                                e,
+                            )
+                        })?;
+                    }
+                }
+            }
             columns = self.columns().await?;
         }
         let time = check_columns(&self.database, &columns)?;
@@ -388,31 +326,5 @@ impl Sink for ClickHouseSink {
                 })
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clickhouse_errors_are_classified() {
-        let old = "Code: 27, e.displayText() = DB::Exception: Cannot parse input, e.what() = DB::Exception";
-        let new = "Code: 395. DB::Exception: Value passed to 'throwIf' function is non-zero. (FUNCTION_THROW_IF_VALUE_IS_NON_ZERO)";
-        assert_eq!(classify(old), ErrorKind::Rejected);
-        assert_eq!(classify(new), ErrorKind::Rejected);
-        assert_eq!(
-            classify("Code: 252. DB::Exception: Too many parts (300)."),
-            ErrorKind::Sink
-        );
-        assert_eq!(
-            classify("Code: 241, e.displayText() = DB::Exception: Memory limit exceeded"),
-            ErrorKind::Sink
-        );
-        assert_eq!(
-            classify("Code: 60. DB::Exception: Table x.event_log does not exist."),
-            ErrorKind::Sink
-        );
-        assert_eq!(classify("502 Bad Gateway"), ErrorKind::Sink);
     }
 }
