@@ -180,8 +180,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 async fn raw_drain(client: &mut tokio_postgres::Client) -> u64 {
-    let claim = include_str!("../sql/postgres/claim.sql");
-    let delete = include_str!("../sql/postgres/acknowledge.sql");
+    let sql = outbox_relay::outbox::Outbox::default().statements();
+    let (claim, delete) = (sql.claim.as_str(), sql.acknowledge.as_str());
     let mut total = 0;
     loop {
         let tx = client.transaction().await.unwrap();
@@ -460,6 +460,101 @@ async fn drain_only(b: &mut Bench, events: i64) {
     }
 }
 
+/// `-- --sustained`: one relay (defaults) under producers offering 5,000 to 80,000 events/s
+/// (4 connections, transactions of 100 events) for 10 s each: what it delivers, and the
+/// worst lag seen (the age of the oldest pending event, sampled every 250 ms).
+async fn sustained(b: &Bench) {
+    let sample_sql = outbox_relay::outbox::Outbox::default().statements().sample;
+    println!("| offered events/s | delivered events/s | backlog after 10 s | worst lag |");
+    println!("|---|---|---|---|");
+    for offered in [5_000u32, 20_000, 40_000, 80_000] {
+        b.settle().await;
+        let relay = b.relay();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let duration = Duration::from_secs(10);
+        let tx_per_s = offered / 100;
+        let producers: Vec<_> = (0..4)
+            .map(|_| {
+                let url = b.database_url.clone();
+                tokio::spawn(async move {
+                    let client = connect(&url).await;
+                    let mut tick =
+                        tokio::time::interval(Duration::from_secs_f64(4.0 / f64::from(tx_per_s)));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    let started = Instant::now();
+                    let mut written = 0u64;
+                    while started.elapsed() < duration {
+                        tick.tick().await;
+                        client
+                            .execute(
+                                "INSERT INTO event_log (type, environment, context)
+                                 SELECT 'load', 'Production', jsonb_build_object('i', g, 'note', repeat('x', 150))
+                                 FROM generate_series(1, 100) g",
+                                &[],
+                            )
+                            .await
+                            .unwrap();
+                        written += 100;
+                    }
+                    written
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let mut worst_lag = 0.0f64;
+        while started.elapsed() < duration {
+            let row = b.client.query_one(&sample_sql, &[]).await.unwrap();
+            worst_lag = worst_lag.max(row.get::<_, f64>("lag_seconds"));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut written = 0;
+        for p in producers {
+            written += p.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let backlog = b.pending().await;
+        stop(relay);
+        let delivered = written as i64 - backlog;
+        println!(
+            "| {offered} (achieved {:.0}) | {:.0} | {backlog} | {worst_lag:.2} s |",
+            written as f64 / elapsed,
+            delivered as f64 / elapsed
+        );
+        b.client.batch_execute("TRUNCATE event_log").await.unwrap();
+    }
+}
+
+/// `-- --scaling`: the same backlog drained by 1, 2, 3 and 4 relays at once (defaults
+/// each), beside the raw drain: how far more relays on one PostgreSQL go.
+async fn scaling(b: &mut Bench, events: i64) {
+    b.load(events).await;
+    let started = Instant::now();
+    let drained = raw_drain(&mut b.client).await;
+    let raw = drained as f64 / started.elapsed().as_secs_f64();
+    println!("raw drain: {raw:.0} rows/s\n");
+    println!("| relays | rows/s | ÷ raw | ÷ one relay |");
+    println!("|---|---|---|---|");
+    let mut one = 0.0;
+    for relays in 1..=4 {
+        b.load(events).await;
+        let started = Instant::now();
+        let running: Vec<Child> = (0..relays).map(|_| b.relay()).collect();
+        b.wait_empty().await;
+        let rate = events as f64 / started.elapsed().as_secs_f64();
+        for relay in running {
+            stop(relay);
+        }
+        if relays == 1 {
+            one = rate;
+        }
+        println!(
+            "| {relays} | {rate:.0} | {:.2}× | {:.2}× |",
+            rate / raw,
+            rate / one
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let events: i64 = std::env::args()
@@ -505,6 +600,16 @@ async fn main() {
 
     if std::env::args().any(|a| a == "--long-drain") {
         long_drain(&b, events).await;
+        services(&["stop"]);
+        return;
+    }
+    if std::env::args().any(|a| a == "--sustained") {
+        sustained(&b).await;
+        services(&["stop"]);
+        return;
+    }
+    if std::env::args().any(|a| a == "--scaling") {
+        scaling(&mut b, events).await;
         services(&["stop"]);
         return;
     }
