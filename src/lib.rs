@@ -8,7 +8,9 @@
 //!
 //! The data path, one module per stage:
 //! [`listen`] → [`claim`] → encode and deliver ([`sink`]) → [`acknowledge`], scheduled by
-//! [`schedule`] and chained by [`relay`].
+//! [`schedule`] and chained by [`relay`]. Around it: [`outbox`] (the table's names and the
+//! SQL rendered for them), [`observe`] (metrics, health), [`run`] (the configured sinks),
+//! [`status`], [`migrate`].
 //!
 //! ```no_run
 //! # async fn demo(pg: outbox_relay::config::PostgresConfig, ch: outbox_relay::config::ClickHouseConfig)

@@ -1,7 +1,9 @@
 //! Destinations. A sink owns its table and its mapping from an [`Event`]; the relay only
 //! calls [`Sink::insert`] with a claimed batch and deletes the batch when that succeeds.
 //!
-//! Adding a destination is one new type implementing [`Sink`] (see [`clickhouse`]).
+//! Adding a destination is one new type implementing [`Sink`] with its own mapping from an
+//! event: see [`clickhouse`] and [`postgres`], and README "Adding a destination". [`FanOut`]
+//! sends each batch to two sinks and succeeds only when both have it.
 
 use std::future::Future;
 
