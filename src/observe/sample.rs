@@ -74,34 +74,49 @@ pub async fn run<S: Sink>(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Both checks are bounded by the interval, so a hung server cannot stall sampling.
-        let postgres = tokio::time::timeout(interval, sample_pool(&pool, &sql));
-        let sink_ping = tokio::time::timeout(interval, sink.ping());
-        let (postgres, sink_ping) = tokio::join!(postgres, sink_ping);
-        match postgres {
-            Ok(Ok(s)) => {
-                observer
-                    .metrics
-                    .sampled(s.backlog, s.lag_seconds, s.dead_letters);
-                observer.health.set_postgres(Ok(()));
-            }
-            Ok(Err(e)) => {
-                observer.metrics.postgres_error(&e);
-                observer.health.set_postgres(Err(format_chain(&e)));
-            }
-            Err(_) => observer
-                .health
-                .set_postgres(Err(format!("no answer within {interval:?}"))),
+        // Shutdown must not wait for a check stuck on a hung server.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = sample_once(&sql, &pool, &*sink, &observer, interval) => {}
         }
-        observer.health.set_sink(match sink_ping {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format_chain(&e)),
-            Err(_) => Err(format!(
-                "{} did not answer within {interval:?}",
-                sink.name()
-            )),
-        });
     }
+}
+
+/// One round: the outbox query and the sink ping, each bounded by the interval so a hung
+/// server cannot stall sampling.
+async fn sample_once<S: Sink>(
+    sql: &str,
+    pool: &deadpool_postgres::Pool,
+    sink: &S,
+    observer: &Observer,
+    interval: Duration,
+) {
+    let postgres = tokio::time::timeout(interval, sample_pool(pool, sql));
+    let sink_ping = tokio::time::timeout(interval, sink.ping());
+    let (postgres, sink_ping) = tokio::join!(postgres, sink_ping);
+    match postgres {
+        Ok(Ok(s)) => {
+            observer
+                .metrics
+                .sampled(s.backlog, s.lag_seconds, s.dead_letters);
+            observer.health.set_postgres(Ok(()));
+        }
+        Ok(Err(e)) => {
+            observer.metrics.postgres_error(&e);
+            observer.health.set_postgres(Err(format_chain(&e)));
+        }
+        Err(_) => observer
+            .health
+            .set_postgres(Err(format!("no answer within {interval:?}"))),
+    }
+    observer.health.set_sink(match sink_ping {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format_chain(&e)),
+        Err(_) => Err(format!(
+            "{} did not answer within {interval:?}",
+            sink.name()
+        )),
+    });
 }
 
 async fn sample_pool(pool: &deadpool_postgres::Pool, sql: &str) -> Result<OutboxSample> {

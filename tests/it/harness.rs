@@ -197,24 +197,13 @@ impl TestEnv {
     /// Starts a relay in this process.
     pub fn spawn_relay(&self, config: RelayConfig) -> RunningRelay {
         let relay = Relay::new(self.pg.clone(), self.sink(), config);
-        let stats = relay.stats();
-        let observer = relay.observer();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(relay.run(shutdown.clone()));
-        RunningRelay {
-            shutdown,
-            handle,
-            stats,
-            observer,
-        }
+        RunningRelay::start(relay, CancellationToken::new())
     }
 
     /// Starts a relay in this process with its HTTP endpoints on a free loopback port;
     /// returns the relay and the endpoints' base URL.
     pub async fn spawn_observed_relay(&self, config: RelayConfig) -> (RunningRelay, String) {
         let relay = Relay::new(self.pg.clone(), self.sink(), config);
-        let stats = relay.stats();
-        let observer = relay.observer();
         let listener = outbox_relay::observe::http::bind("127.0.0.1:0".parse().unwrap())
             .await
             .expect("a free loopback port");
@@ -225,16 +214,7 @@ impl TestEnv {
             relay.observer(),
             shutdown.clone(),
         ));
-        let handle = tokio::spawn(relay.run(shutdown.clone()));
-        (
-            RunningRelay {
-                shutdown,
-                handle,
-                stats,
-                observer,
-            },
-            base,
-        )
+        (RunningRelay::start(relay, shutdown), base)
     }
 
     /// Everything in the ClickHouse table, duplicates included, ordered by id.
@@ -310,6 +290,15 @@ pub struct RunningRelay {
 }
 
 impl RunningRelay {
+    fn start(relay: Relay<ClickHouseSink>, shutdown: CancellationToken) -> Self {
+        RunningRelay {
+            stats: relay.stats(),
+            observer: relay.observer(),
+            handle: tokio::spawn(relay.run(shutdown.clone())),
+            shutdown,
+        }
+    }
+
     /// Waits until the relay's LISTEN is in place.
     pub async fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

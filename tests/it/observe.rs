@@ -235,6 +235,19 @@ async fn fake_sentry() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://public@{addr}/1"), received)
 }
 
+/// The relay binary with `SENTRY_DSN` set to the fake endpoint, plus `extra` settings.
+fn relay_reporting_to(env: &TestEnv, dsn: &str, extra: &[(&str, &str)]) -> std::process::Child {
+    bin()
+        .arg("run")
+        .envs(env.bin_env())
+        .env("SENTRY_DSN", dsn)
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The items of one type (`event` for errors, `transaction`) in the recorded envelopes.
 fn items(envelopes: &[String], kind: &str) -> Vec<Value> {
     let mut events = Vec::new();
@@ -257,16 +270,11 @@ fn items(envelopes: &[String], kind: &str) -> Vec<Value> {
 async fn a_delivery_error_reaches_sentry_once_with_its_tags() {
     let env = TestEnv::new("sentry").await;
     let (dsn, received) = fake_sentry().await;
-    let relay = bin()
-        .arg("run")
-        .envs(env.bin_env())
-        .env("SENTRY_DSN", &dsn)
-        .env("SENTRY_ENVIRONMENT", "it-test")
-        .env("MAX_BACKOFF", "200ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let relay = relay_reporting_to(
+        &env,
+        &dsn,
+        &[("SENTRY_ENVIRONMENT", "it-test"), ("MAX_BACKOFF", "200ms")],
+    );
     publish(&env.client, &event(0)).await.unwrap();
     env.wait_delivered(1, Duration::from_secs(20)).await;
     // Break delivery without touching the server: the sink's table disappears.
@@ -311,15 +319,7 @@ async fn a_delivery_error_reaches_sentry_once_with_its_tags() {
 async fn each_batch_is_a_sentry_transaction_when_sampled() {
     let env = TestEnv::new("sentry_tx").await;
     let (dsn, received) = fake_sentry().await;
-    let relay = bin()
-        .arg("run")
-        .envs(env.bin_env())
-        .env("SENTRY_DSN", &dsn)
-        .env("SENTRY_TRACES_SAMPLE_RATE", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let relay = relay_reporting_to(&env, &dsn, &[("SENTRY_TRACES_SAMPLE_RATE", "1")]);
     publish(&env.client, &event(0)).await.unwrap();
     env.wait_delivered(1, Duration::from_secs(20)).await;
     terminate(relay);
@@ -377,4 +377,28 @@ async fn json_logs_carry_the_batch_span_and_the_configuration() {
     assert_eq!(batch["fields"]["count"], 1);
     assert_eq!(batch["span"]["name"], "batch", "{batch}");
     assert!(batch["timestamp"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_hung_health_check() {
+    let clickhouse = PrivateClickHouse::start("observe_hang");
+    let env = TestEnv::with_clickhouse("observe_hang", &clickhouse.url).await;
+    let interval = Duration::from_secs(4);
+    let relay = env.spawn_relay(RelayConfig {
+        sample_interval: interval,
+        ..relay_config()
+    });
+    relay.wait_listening().await;
+    // The first sample runs at once; freeze ClickHouse before the second, which then hangs
+    // in its ping for up to one interval.
+    clickhouse.signal("STOP");
+    tokio::time::sleep(interval + Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    relay.stop().await;
+    clickhouse.signal("CONT");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "stopped after {:?}",
+        started.elapsed()
+    );
 }
