@@ -130,8 +130,14 @@ impl Bench {
         self.relay_with(&[])
     }
 
+    /// The relay binary with `env` added; `RELAY_BIN=path` in `env` runs another build
+    /// instead (to compare two builds in one run, see `drain_only`).
     fn relay_with(&self, env: &[(&str, &str)]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_outbox-relay"))
+        let bin = env
+            .iter()
+            .find(|(k, _)| *k == "RELAY_BIN")
+            .map_or(env!("CARGO_BIN_EXE_outbox-relay"), |(_, v)| *v);
+        Command::new(bin)
             .arg("run")
             .envs(env.iter().copied())
             .env("DATABASE_URL", &self.database_url)
@@ -419,44 +425,96 @@ async fn long_drain(b: &Bench, events: i64) {
 /// `-- --drain-only`: measures 1 and 2 alone, three times alternating, for quick
 /// comparisons while optimising (relay settings come from the environment, e.g.
 /// `EVENT_BATCH_SIZE=5000 cargo bench --bench relay -- --drain-only`).
+///
+/// `DRAIN_VARIANTS="A=1;A=2 B=3"` drains once per variant in each round (the variants'
+/// settings added to the relay's environment), so settings are compared within one round
+/// on the same servers; an empty variant is the defaults. `RELAY_BIN=path` in a variant
+/// runs that build instead, to compare a change against the build before it.
 async fn drain_only(b: &mut Bench, events: i64) {
-    println!("| round | raw rows/s | relay rows/s | ratio |");
-    println!("|---|---|---|---|");
+    let variants: Vec<Vec<(String, String)>> = std::env::var("DRAIN_VARIANTS")
+        .unwrap_or_default()
+        .split(';')
+        .map(|v| {
+            v.split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').expect("DRAIN_VARIANTS: KEY=VALUE");
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        })
+        .collect();
+    let names: Vec<String> = variants
+        .iter()
+        .map(|v| {
+            let name: Vec<String> = v.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if name.is_empty() {
+                "relay".to_owned()
+            } else {
+                name.join(" ")
+            }
+        })
+        .collect();
+    println!(
+        "| round | raw rows/s | {} |",
+        names
+            .iter()
+            .map(|n| format!("{n} rows/s (ratio)"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|{}", "---|".repeat(names.len()));
     for round in 1..=3 {
         b.load(events).await;
+        // With `PERF_OUT=file`, the first raw drain is profiled into `file.raw`, to compare.
+        let perf = perf_record(round == 1, ".raw");
         let started = Instant::now();
         let drained = raw_drain(&mut b.client).await;
         let raw_rate = drained as f64 / started.elapsed().as_secs_f64();
-        b.load(events).await;
-        let started = Instant::now();
-        let relay = b.relay();
-        // `PERF_OUT=file`: profile the whole machine (relay, PostgreSQL, ClickHouse) during
-        // the first relay drain; `perf report -i file --sort comm,dso` says where time goes.
-        let perf = std::env::var("PERF_OUT")
-            .ok()
-            .filter(|_| round == 1)
-            .map(|out| {
-                Command::new("perf")
-                    .args(["record", "-a", "-g", "-o", &out])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("perf starts")
-            });
-        b.wait_empty().await;
-        let relay_rate = events as f64 / started.elapsed().as_secs_f64();
-        if let Some(perf) = perf {
-            Command::new("kill")
-                .args(["-INT", &perf.id().to_string()])
-                .status()
-                .unwrap();
-            perf.wait_with_output().unwrap();
+        perf_stop(perf);
+        let mut cells = Vec::new();
+        for (i, variant) in variants.iter().enumerate() {
+            b.load(events).await;
+            let env: Vec<(&str, &str)> = variant
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let started = Instant::now();
+            let relay = b.relay_with(&env);
+            // `PERF_OUT=file`: profile the whole machine (relay, PostgreSQL, ClickHouse)
+            // during the first relay drain; `perf report -i file --sort comm,dso` says
+            // where time goes.
+            let perf = perf_record(round == 1 && i == 0, "");
+            b.wait_empty().await;
+            let relay_rate = events as f64 / started.elapsed().as_secs_f64();
+            perf_stop(perf);
+            stop(relay);
+            cells.push(format!("{relay_rate:.0} ({:.2}×)", relay_rate / raw_rate));
         }
-        stop(relay);
-        println!(
-            "| {round} | {raw_rate:.0} | {relay_rate:.0} | {:.2}× |",
-            relay_rate / raw_rate
-        );
+        println!("| {round} | {raw_rate:.0} | {} |", cells.join(" | "));
+    }
+}
+
+/// Starts `perf record` of the whole machine into `$PERF_OUT` + `suffix` when `PERF_OUT`
+/// is set and `when` holds.
+fn perf_record(when: bool, suffix: &str) -> Option<Child> {
+    let out = std::env::var("PERF_OUT").ok().filter(|_| when)?;
+    Some(
+        Command::new("perf")
+            .args(["record", "-a", "-g", "-o", &format!("{out}{suffix}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf starts"),
+    )
+}
+
+fn perf_stop(perf: Option<Child>) {
+    if let Some(perf) = perf {
+        Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status()
+            .unwrap();
+        perf.wait_with_output().unwrap();
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct BatchContext<'a, S> {
     pub relay_id: &'a str,
     /// The statements, rendered for the outbox's table and columns.
     pub sql: &'a crate::outbox::Statements,
+    /// Where claims start; shared so deliveries do not claim through each other's rows.
+    pub cursor: &'a crate::claim::Cursor,
 }
 
 /// What a delivery found: nothing, fewer rows than it could take, or only full claims (so
@@ -96,8 +98,11 @@ async fn try_deliver_batch<S: Sink>(
             .await
             .map_err(|e| Error::postgres("could not register as a waiting relay", e))?;
     }
-    let (claim, claims, full) = async {
-        let mut claim = crate::claim::claim(&mut client, &cx.sql.claim, config.batch_size).await?;
+    let (claim, claims, full, _held) = async {
+        let turn = cx.cursor.turn(ticket.register).await;
+        let mut claim =
+            crate::claim::claim(&mut client, &cx.sql.claim, config.batch_size, turn.after())
+                .await?;
         let mut claims = 1;
         let mut full = claim.events.len() == config.batch_size;
         let mut bytes: usize = claim.events.iter().map(crate::deliver::event_size).sum();
@@ -110,7 +115,8 @@ async fn try_deliver_batch<S: Sink>(
                 .sum::<usize>();
             claims += 1;
         }
-        Ok::<_, Error>((claim, claims, full))
+        let held = turn.claimed(claim.events.last().map(|e| e.id));
+        Ok::<_, Error>((claim, claims, full, held))
     }
     .instrument(tracing::info_span!(target: "outbox_relay::batch", "claim"))
     .await?;

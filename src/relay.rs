@@ -23,6 +23,11 @@ use crate::observe::Observer;
 use crate::schedule::Scheduler;
 use crate::sink::Sink;
 
+/// How often a busy relay's claims start at the oldest event again, at most: the longest an
+/// event that committed after a higher id was claimed (or that a failed delivery released)
+/// waits behind a backlog. Capped by `POLL_INTERVAL`.
+const RESCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Counters of one relay's work, readable while it runs.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -126,7 +131,10 @@ impl<S: Sink> Relay<S> {
             sink = self.sink.name(),
             "relay started"
         );
+        // A busy relay rescans from the oldest event at least this often (see Cursor).
+        let cursor = crate::claim::Cursor::new(config.poll_interval.min(RESCAN_EVERY));
         let batch = BatchContext {
+            cursor: &cursor,
             sql: &sql,
             pool: &pool,
             sink: &*self.sink,

@@ -6,8 +6,10 @@
 -- $2 is the last id this transaction already claimed (the smallest bigint for its first
 -- claim). It is needed, not an optimisation: SKIP LOCKED only skips rows *other*
 -- transactions hold, so a second claim in the same transaction would return the first
--- one's rows again. Rows below $2 that it misses (committed late, or released by another
--- relay's rollback) are taken by the next delivery, whose first claim starts from the top.
+-- one's rows again. A delivery's first claim also starts past the relay's own frontier
+-- while another of its deliveries holds rows (src/claim.rs, Cursor). Rows below $2 that it
+-- misses (committed late, or released by a rollback) are taken by the next claim that
+-- starts from the top: within a second while the relay is busy, at once when it goes idle.
 -- The casts let an adopted table use other types (varchar, timestamp, json).
 SELECT {id}::bigint, {type}::text, {created_at}::timestamptz, {environment}::text,
        {context}::text

@@ -285,3 +285,63 @@ async fn producers_in_any_language_use_plain_sql() {
         ]
     );
 }
+
+/// Ids are not commit order: an event whose transaction took its id early and committed
+/// late lies below ids the relay already claimed. While the relay is busy its claims start
+/// past those ids (src/claim.rs, `Cursor`); the periodic rescan from the oldest event must
+/// still deliver the late one before the backlog is gone, not only when the relay goes idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_late_below_claimed_ids_is_delivered_while_busy() {
+    let env = TestEnv::new("late_commit").await;
+    let mut late = crate::harness::connect(&env.database_url).await;
+    let late_tx = late.transaction().await.unwrap();
+    publish(&late_tx, &event("late", json!({}))).await.unwrap();
+    let backlog: i64 = 20_000;
+    env.client
+        .execute(
+            "INSERT INTO event_log (type, environment, context)
+             SELECT 'load', 'Production', jsonb_build_object('i', g)
+             FROM generate_series(1, $1::bigint) g",
+            &[&backlog],
+        )
+        .await
+        .unwrap();
+    // Small batches keep the relay busy for several seconds on this backlog.
+    let relay = env.spawn_relay(RelayConfig {
+        batch_size: 10,
+        claims_per_insert: 1,
+        ..relay_config()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while relay.stats.delivered.load(Ordering::Relaxed) < 1_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    late_tx.commit().await.unwrap();
+    let committed = std::time::Instant::now();
+    let ch = crate::harness::clickhouse_sql(&env.ch.url);
+    let late_arrived = format!(
+        "SELECT count() FROM {}.event_log WHERE event_type = 'late'",
+        env.ch.database
+    );
+    while ch(&late_arrived).trim() != "1" {
+        assert!(
+            committed.elapsed() < Duration::from_secs(20),
+            "the late event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited = committed.elapsed();
+    let pending = env.pending().await;
+    println!("FIGURES late commit: delivered {waited:?} after its commit, {pending} of {backlog} still pending");
+    assert!(
+        pending > 0,
+        "the late event waited for the backlog to drain ({waited:?})"
+    );
+    env.wait_delivered(backlog as usize + 1, Duration::from_secs(60))
+        .await;
+    relay.stop().await;
+}
