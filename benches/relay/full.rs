@@ -1,0 +1,214 @@
+//! The full run: the six measures of the performance issue, each beside its baseline,
+//! printed as one Markdown table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outbox_relay::ClickHouseSink;
+
+use crate::bench::{connect, stop, Bench};
+use crate::measures::{
+    idle_latency, load_with_probes, ms, percentile, pgbench, raw_drain_rate, relay_drain_rate,
+    seed_poll_once,
+};
+
+pub async fn run(
+    b: &mut Bench,
+    sink: &ClickHouseSink,
+    version: (u32, u32),
+    database_url: &str,
+    events: i64,
+) {
+    let mut rows = Vec::new();
+
+    // 1 and 2. The raw drain and the relay's drain of the same backlog, three alternating
+    //    pairs: single drains here differ by up to ±20 % between neighbours, so the ratio
+    //    is the median pair's, and every pair is printed.
+    let mut pairs = Vec::new();
+    let mut peak = 0.0f64;
+    for _ in 0..3 {
+        let raw = raw_drain_rate(b, events).await;
+        let (relay, relay_peak) = relay_drain_rate(b, events, &[]).await;
+        peak = peak.max(relay_peak);
+        pairs.push((relay, raw));
+    }
+    pairs.sort_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)));
+    let (relay_rate, raw_rate) = pairs[1];
+    let pair_text: Vec<String> = pairs
+        .iter()
+        .map(|(relay, raw)| format!("{relay:.0}/{raw:.0} = {:.2}×", relay / raw))
+        .collect();
+    rows.push(format!(
+        "| backlog drain, {events} events, rows/s (median of 3 alternating pairs: {}) | {relay_rate:.0} | raw SKIP LOCKED + DELETE drain: {raw_rate:.0} | {:.2}× |",
+        pair_text.join(", "),
+        relay_rate / raw_rate
+    ));
+
+    // 6a. The seed design's drain (back to back batches).
+    b.load(events).await;
+    let mut seed_client = connect(database_url).await;
+    let started = Instant::now();
+    while seed_poll_once(&mut seed_client, sink).await > 0 {}
+    let seed_rate = events as f64 / started.elapsed().as_secs_f64();
+
+    // The relay for the latency measures, started idle.
+    b.settle().await;
+    let relay = b.relay();
+    rows.push(format!(
+        "| backlog drain vs the seed design, rows/s | {relay_rate:.0} | seed poller (1000 by created_at): {seed_rate:.0} | {:.1}× |",
+        relay_rate / seed_rate
+    ));
+    rows.push(format!(
+        "| relay peak RSS while draining | {peak:.1} MiB | — | — |"
+    ));
+
+    // 4. Idle latency (relay still running, now idle).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = idle_latency(&b.client, 200, Duration::from_millis(20)).await;
+    rows.push(format!(
+        "| idle latency commit → deleted, p50 / p99 | {} / {} | — | — |",
+        ms(percentile(&idle, 0.5)),
+        ms(percentile(&idle, 0.99))
+    ));
+
+    // 3. Latency under 2,000 events/s.
+    let inserts_before = b.clickhouse_inserts();
+    let window = Instant::now();
+    let loaded = load_with_probes(database_url, 200, Duration::from_secs(10)).await;
+    b.wait_empty().await;
+    let inserts_per_s =
+        (b.clickhouse_inserts() - inserts_before) as f64 / window.elapsed().as_secs_f64();
+    stop(relay);
+
+    // 6b. The seed design's latency with a 1 s beat, under the same load.
+    b.wait_empty().await;
+    let beat_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beat = {
+        let stop = beat_stop.clone();
+        let sink = ClickHouseSink::new(&b.ch).unwrap();
+        let mut client = connect(database_url).await;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                seed_poll_once(&mut client, &sink).await;
+            }
+        })
+    };
+    let seed_loaded = load_with_probes(database_url, 200, Duration::from_secs(10)).await;
+    beat_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    beat.await.unwrap();
+    rows.push(format!(
+        "| latency at 2,000 events/s, p50 / p99 | {} / {} | seed poller, 1 s beat: {} / {} | {:.0}× lower p50 |",
+        ms(percentile(&loaded, 0.5)),
+        ms(percentile(&loaded, 0.99)),
+        ms(percentile(&seed_loaded, 0.5)),
+        ms(percentile(&seed_loaded, 0.99)),
+        percentile(&seed_loaded, 0.5).as_secs_f64() / percentile(&loaded, 0.5).as_secs_f64()
+    ));
+    rows.push(format!(
+        "| ClickHouse inserts/s at 2,000 events/s | {inserts_per_s:.1} | target ≤ ~10 | — |"
+    ));
+    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
+
+    // 5. Producer cost of the trigger. The trigger alone (no relay, so nobody registered),
+    //    then with a relay running (it starts idle and registered; the load makes it busy),
+    //    then with the trigger disabled, then with a plain always-NOTIFY trigger.
+    b.client
+        .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
+        .await
+        .unwrap();
+    // The trigger alone, against no trigger, alternating three times: single pgbench runs
+    // on this machine differ by up to ±20 % between neighbours, so the ratio is the median.
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        b.client
+            .batch_execute(
+                "TRUNCATE event_log; ALTER TABLE event_log ENABLE TRIGGER event_log_notify",
+            )
+            .await
+            .unwrap();
+        let with = pgbench(database_url);
+        b.client
+            .batch_execute(
+                "TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify",
+            )
+            .await
+            .unwrap();
+        pairs.push((with, pgbench(database_url)));
+    }
+    b.client
+        .batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify")
+        .await
+        .unwrap();
+    pairs.sort_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)));
+    let (with_ours, without) = pairs[1];
+    let pair_text: Vec<String> = pairs
+        .iter()
+        .map(|(w, wo)| format!("{w:.0}/{wo:.0} = {:.2}×", w / wo))
+        .collect();
+    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
+    let relay = b.relay();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with_ours_relay = pgbench(database_url);
+    stop(relay);
+    b.client
+        .batch_execute("TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify")
+        .await
+        .unwrap();
+    let without_later = pgbench(database_url);
+    // The same with a relay delivering but no trigger at all: what the delivery itself costs
+    // producers on this machine (it shares the cores and the table).
+    // Without a trigger nothing wakes the relay, so it polls every 100 ms to deliver
+    // throughout, as it does when busy.
+    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
+    let relay = b.relay_with(&[("POLL_INTERVAL", "100ms")]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let without_relay = pgbench(database_url);
+    stop(relay);
+    b.client
+        .batch_execute(
+            "TRUNCATE event_log;
+             CREATE FUNCTION plain_notify() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_notify('plain', ''); RETURN NULL; END $$;
+             CREATE TRIGGER plain_notify AFTER INSERT ON event_log FOR EACH STATEMENT EXECUTE FUNCTION plain_notify();",
+        )
+        .await
+        .unwrap();
+    let with_plain = pgbench(database_url);
+    rows.push(format!(
+        "| producer tps, 8 clients, with our trigger (median of 3 alternating pairs: {}) | {with_ours:.0} | no trigger: {without:.0} | {:.2}× |",
+        pair_text.join(", "),
+        with_ours / without
+    ));
+    rows.push(format!(
+        "| producer tps, 8 clients, our trigger + relay delivering | {with_ours_relay:.0} | no trigger + relay delivering: {without_relay:.0} | {:.2}× |",
+        with_ours_relay / without_relay
+    ));
+    rows.push(format!(
+        "| producer tps, 8 clients, always-NOTIFY trigger | {with_plain:.0} | no trigger (run just before): {without_later:.0} | {:.2}× |",
+        with_plain / without_later
+    ));
+
+    // 2b. The same drain with 5000-row batches, the raw drain's batch size: how much of the
+    //     gap is per-batch cost (one ClickHouse part and one fsync'd commit per batch).
+    b.client.batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify; DROP TRIGGER plain_notify ON event_log; TRUNCATE event_log").await.unwrap();
+    let (big_rate, _) = relay_drain_rate(b, events, &[("EVENT_BATCH_SIZE", "5000")]).await;
+    rows.insert(
+        1,
+        format!(
+            "| backlog drain with EVENT_BATCH_SIZE=5000, rows/s | {big_rate:.0} | raw drain (median pair): {raw_rate:.0} | {:.2}× |",
+            big_rate / raw_rate
+        ),
+    );
+
+    println!(
+        "\noutbox-relay bench: ClickHouse {}.{}, PostgreSQL 15 fsync on, defaults (EVENT_BATCH_SIZE=1000, MAX_IN_FLIGHT=2, COALESCE_INTERVAL=100ms)",
+        version.0, version.1
+    );
+    println!("| measure | outbox-relay | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
