@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{deliver_batch, BatchContext};
 use crate::config::{PostgresConfig, RelayConfig};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::listen::Listener;
 use crate::observe::Observer;
 use crate::schedule::Scheduler;
@@ -78,10 +78,6 @@ impl<S: Sink> Relay<S> {
     /// whose columns do not match.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let config = &self.config;
-        if !self.init_sink(&shutdown).await? {
-            tracing::info!("shutdown requested before the sink was ready; nothing was claimed");
-            return Ok(());
-        }
         let relay_id = format!("{:016x}", rand::random::<u64>());
         let session = crate::postgres::session_config(
             &self.postgres,
@@ -102,6 +98,18 @@ impl<S: Sink> Relay<S> {
             config.sample_interval,
             sampler_stop.clone(),
         ));
+        // The sampler runs while the sink is not ready yet, so a relay started during a sink
+        // outage still reports the backlog and the lag rising (and is not ready), instead of
+        // zeros that no alert fires on.
+        let ready = self.init_sink(&shutdown).await;
+        if !matches!(ready, Ok(true)) {
+            sampler_stop.cancel();
+            let _ = sampler.await;
+            if ready.is_ok() {
+                tracing::info!("shutdown requested before the sink was ready; nothing was claimed");
+            }
+            return ready.map(drop);
+        }
 
         let wake = Arc::new(Notify::new());
         let listener_stop = CancellationToken::new();
@@ -180,17 +188,31 @@ impl<S: Sink> Relay<S> {
     }
 
     /// Creates or checks the sink's table, retrying while the sink is unreachable. `false`
-    /// when shutdown came first.
+    /// when shutdown came first. Each attempt is bounded by `insert_timeout` and gives way
+    /// to shutdown: a sink that accepts connections but never answers must neither hold the
+    /// relay forever nor keep it from stopping.
     async fn init_sink(&self, shutdown: &CancellationToken) -> Result<bool> {
         let mut backoff = crate::backoff::Backoff::new(
             std::time::Duration::from_millis(100),
             self.config.max_backoff,
         );
+        let timeout = self.config.insert_timeout;
         loop {
-            match self.sink.init().await {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(false),
+                attempt = tokio::time::timeout(timeout, self.sink.init()) => attempt,
+            };
+            let attempt = attempt.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{} did not answer within {timeout:?}", self.sink.name()),
+                ))
+            });
+            match attempt {
                 Ok(()) => return Ok(true),
                 Err(e) if e.kind() == ErrorKind::Config => return Err(e),
                 Err(e) => {
+                    self.observer.metrics.error(self.sink.name(), &e);
                     if backoff.failures() == 0 {
                         tracing::warn!(error = %format_chain(&e), "sink not ready; retrying");
                     }

@@ -62,6 +62,8 @@ async fn a_hanging_clickhouse_times_out_and_releases_the_claim() {
         insert_timeout: Duration::from_millis(500),
         ..relay_config()
     });
+    // Hang ClickHouse once the relay is running (the start-up check is another test).
+    relay.wait_listening().await;
     clickhouse.signal("STOP");
     for i in 0..5 {
         publish(&env.client, &event(i)).await.unwrap();
@@ -85,6 +87,46 @@ async fn a_hanging_clickhouse_times_out_and_releases_the_claim() {
         resumed.elapsed().as_secs_f64() * 1e3
     );
     assert_eq!(ids.len(), 5);
+    relay.stop().await;
+}
+
+/// A relay (re)started while ClickHouse accepts connections but never answers: each
+/// start-up check times out and is retried, and a stop request ends the wait at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_started_against_a_hung_clickhouse_retries_and_still_stops() {
+    let clickhouse = PrivateClickHouse::start("ch_hung_start");
+    let env = TestEnv::with_clickhouse("ch_hung_start", &clickhouse.url).await;
+    publish(&env.client, &event(0)).await.unwrap();
+    clickhouse.signal("STOP");
+    let config = RelayConfig {
+        insert_timeout: Duration::from_millis(300),
+        ..relay_config()
+    };
+    let relay = env.spawn_relay(config.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = std::time::Instant::now();
+    relay.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.pending().await, 1, "nothing claimed or deleted");
+
+    let relay = env.spawn_relay(config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !relay.observer.metrics.encode().lines().any(|l| {
+        l.starts_with("outbox_sink_errors_total{sink=\"clickhouse\",kind=\"timeout\"} ")
+            && !l.ends_with(" 0")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start-up check timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    clickhouse.signal("CONT");
+    env.wait_delivered(1, Duration::from_secs(20)).await;
     relay.stop().await;
 }
 
@@ -177,6 +219,7 @@ async fn past_the_grace_period_in_flight_batches_roll_back() {
         insert_timeout: Duration::from_secs(60),
         ..relay_config()
     });
+    relay.wait_listening().await;
     clickhouse.signal("STOP");
     for i in 0..5 {
         publish(&env.client, &event(i)).await.unwrap();

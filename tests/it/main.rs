@@ -14,4 +14,5 @@ mod observe;
 mod poison;
 mod scale;
 mod security;
+mod sentry;
 mod wakeup;
