@@ -56,8 +56,16 @@ async fn status_command(
 ) -> anyhow::Result<ExitCode> {
     use outbox_relay::status::{render, status};
     let client = outbox_relay::postgres::connect(postgres).await?;
+    // `--watch` runs until Ctrl-C or SIGTERM, and then exits 0.
+    let stop = CancellationToken::new();
+    if config.watch {
+        tokio::spawn(signal_shutdown(stop.clone()));
+    }
     loop {
-        let status = status(&client, &postgres.outbox, config).await?;
+        let status = tokio::select! {
+            _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
+            status = status(&client, &postgres.outbox, config) => status?,
+        };
         let text = if config.json {
             format!("{}\n", serde_json::to_string(&status)?)
         } else {
@@ -71,8 +79,13 @@ async fn status_command(
                 ExitCode::SUCCESS
             });
         }
-        // Clear the screen and home the cursor: a refresh in place, like watch(1).
-        print!("\x1b[2J\x1b[H{text}");
+        if config.json {
+            // One object per line: a stream for scripts, with no screen control in it.
+            print!("{text}");
+        } else {
+            // Clear the screen and home the cursor: a refresh in place, like watch(1).
+            print!("\x1b[2J\x1b[H{text}");
+        }
         use std::io::Write;
         std::io::stdout().flush()?;
     }

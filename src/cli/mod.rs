@@ -92,10 +92,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (with `--watch`, one per line).
     #[arg(long)]
     pub json: bool,
-    /// Refresh in place every interval until Ctrl-C.
+    /// Refresh in place every interval until Ctrl-C or SIGTERM (then exit 0); with `--json`,
+    /// print one object per line instead. `--max-lag` does not end a watch.
     #[arg(long)]
     pub watch: bool,
     /// Time between the two samples the delivery rate is computed from (and between

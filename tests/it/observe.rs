@@ -174,6 +174,42 @@ async fn a_clickhouse_outage_shows_in_backlog_lag_errors_and_readiness() {
     relay.stop().await;
 }
 
+/// `--watch` refreshes until SIGTERM and then exits 0: the table after a clear-screen each
+/// time, or with `--json` one object per line with no screen control in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_refreshes_until_stopped() {
+    let env = TestEnv::new("status_watch").await;
+    for i in 0..3 {
+        publish(&env.client, &event(i)).await.unwrap();
+    }
+    let watch = |json: bool| {
+        let mut cmd = bin();
+        cmd.args(["status", "--watch", "--interval", "100ms"])
+            .args(json.then_some("--json"))
+            .envs(env.bin_env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (table, json) = (watch(false), watch(true));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let table = String::from_utf8(terminate(table).stdout).unwrap();
+    let refreshes: Vec<&str> = table.split("\x1b[2J\x1b[H").skip(1).collect();
+    assert!(refreshes.len() >= 3, "{table:?}");
+    assert!(
+        refreshes.iter().all(|r| r.contains("3 events")),
+        "{table:?}"
+    );
+    let json = String::from_utf8(terminate(json).stdout).unwrap();
+    assert!(!json.contains('\x1b'), "{json:?}");
+    let objects: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(objects.len() >= 3, "{json}");
+    assert!(objects.iter().all(|o| o["backlog"] == 3), "{json}");
+}
+
 /// A relay (re)started while ClickHouse is down waits for its sink, and meanwhile reports
 /// what an operator alerts on: the backlog, the lag rising, sink errors, and not ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
