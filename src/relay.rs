@@ -226,14 +226,55 @@ impl<S: Sink> Relay<S> {
     }
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line. A cause that its error's message already ends
+/// with is not repeated: some errors (hyper's, the clickhouse crate's) print their source
+/// and also return it from `source()`.
 pub fn format_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_chain;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let refused = Layer("connection refused", None);
+        let connect = Layer("client error (Connect)", Some(Box::new(refused)));
+        // Prints its source and returns it too, like the clickhouse crate's network error.
+        let network = Layer(
+            "network error: client error (Connect)",
+            Some(Box::new(connect)),
+        );
+        let top = Layer("cannot read system.columns", Some(Box::new(network)));
+        assert_eq!(
+            format_chain(&top),
+            "cannot read system.columns: network error: client error (Connect): connection refused"
+        );
+    }
 }
