@@ -59,8 +59,8 @@ pub fn shared() -> &'static Urls {
     URLS.get_or_init(|| parse_urls(&services(&["start"], &root().join(".services/test"))))
 }
 
-/// A server of a test's own (`postgres` or `clickhouse`), which it may stop, signal and
-/// restart on the same URL.
+/// A server of a test's own (`postgres`, `clickhouse` or `zookeeper`), which it may stop,
+/// signal and restart on the same URL.
 pub struct PrivateServer {
     pub dir: PathBuf,
     pub url: String,
@@ -78,10 +78,10 @@ impl PrivateServer {
             .arg(&dir)
             .output();
         let out = services(&["start", "--only", kind], &dir);
-        let key = if kind == "postgres" {
-            "DATABASE_URL="
-        } else {
-            "CLICKHOUSE_URL="
+        let key = match kind {
+            "postgres" => "DATABASE_URL=",
+            "zookeeper" => "ZOOKEEPER_ADDRESS=",
+            _ => "CLICKHOUSE_URL=",
         };
         let url = out
             .lines()
@@ -99,6 +99,11 @@ impl PrivateServer {
     /// A private PostgreSQL server.
     pub fn postgres(name: &str) -> Self {
         Self::start_kind("postgres", &format!("{name}_pg"))
+    }
+
+    /// A private ZooKeeper; `url` is its `host:port`.
+    pub fn zookeeper(name: &str) -> Self {
+        Self::start_kind("zookeeper", &format!("{name}_zk"))
     }
 
     pub fn restart(&self) {
