@@ -65,14 +65,17 @@ pub(crate) async fn deliver_batch<S: Sink>(cx: &BatchContext<'_, S>, ticket: Tic
         Err(e) => {
             cx.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             cx.observer.metrics.batch_failed(cx.sink.name(), &e);
-            Outcome::Failed(Failure {
-                error: format_chain(&e),
-                kind: e.kind().to_string(),
-                sink: cx.sink.name(),
-                events: claimed.events,
-                first_id: claimed.first_id,
-                last_id: claimed.last_id,
-            })
+            Outcome::Failed(
+                ticket,
+                Failure {
+                    error: format_chain(&e),
+                    kind: e.kind().to_string(),
+                    sink: cx.sink.name(),
+                    events: claimed.events,
+                    first_id: claimed.first_id,
+                    last_id: claimed.last_id,
+                },
+            )
         }
     }
 }
@@ -91,6 +94,13 @@ async fn try_deliver_batch<S: Sink>(
             e,
         )
     })?;
+    if ticket.withdraw {
+        // Autocommit: stays done even if this batch fails like the one before it.
+        client
+            .execute(&cx.sql.deregister, &[&cx.relay_id])
+            .await
+            .map_err(|e| Error::postgres("could not withdraw the waiting registration", e))?;
+    }
     if ticket.register {
         // Committed before the claim's snapshot: an event this claim misses notifies us.
         client

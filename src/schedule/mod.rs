@@ -18,7 +18,10 @@
 //! the relay and claims once more (an event committed before the registration became visible
 //! sent no notification: this re-check finds it); an empty batch after that makes it idle. A
 //! failed batch is retried after an exponential, jittered backoff that wake-ups do not cut
-//! short.
+//! short, so a failing relay also withdraws its registration (its next attempt deletes it
+//! before claiming): a notification would wake nothing, and during a sink outage every
+//! producer commit would pay the notification lock for the whole outage. It registers again
+//! the usual way once delivery works and the table is empty.
 //!
 //! No event waits longer than the fallback interval (`POLL_INTERVAL`): the timer claims
 //! whenever no claim was issued for that long, whether or not a notification came. Only a
@@ -44,6 +47,9 @@ pub struct Ticket {
     pub register: bool,
     /// Remove the registration in the acknowledging transaction, if the claim finds events.
     pub deregister: bool,
+    /// Remove the registration before claiming, in a statement of its own: delivery failed,
+    /// so the registration must go even if this batch fails too.
+    pub withdraw: bool,
 }
 
 /// How a batch ended, reported back to the scheduler.
@@ -57,7 +63,7 @@ pub enum Outcome {
     Empty(Ticket),
     /// The batch was rolled back; its events stay and will be claimed again. Carries the
     /// error, logged once when delivery starts failing rather than on every retry.
-    Failed(Failure),
+    Failed(Ticket, Failure),
 }
 
 /// Why a batch failed, with the context an operator (or Sentry) needs to find it.
@@ -92,6 +98,8 @@ pub struct Scheduler {
     registered: bool,
     /// The next ticket registers first.
     register_next: bool,
+    /// Tickets withdraw the registration first, until one that did comes back.
+    withdraw_next: bool,
     next_poll: Instant,
     retry_at: Option<Instant>,
     /// While busy, no claim before this: events coalesce into fewer, larger inserts.
@@ -122,6 +130,7 @@ impl Scheduler {
             generation: 0,
             registered: false,
             register_next: false,
+            withdraw_next: false,
             next_poll: Instant::now() + poll_interval,
             retry_at: None,
             not_before: None,
@@ -159,7 +168,8 @@ impl Scheduler {
                 let ticket = Ticket {
                     generation: self.generation,
                     register: std::mem::take(&mut self.register_next),
-                    deregister: self.registered,
+                    deregister: self.registered && !self.withdraw_next,
+                    withdraw: self.withdraw_next,
                 };
                 return Some(ticket);
             }
@@ -185,6 +195,13 @@ impl Scheduler {
     }
 
     fn absorb(&mut self, outcome: Outcome) {
+        if let Outcome::Full(t) | Outcome::Partial(t, _) | Outcome::Empty(t) = &outcome {
+            if t.withdraw {
+                // It deleted the registration before claiming, and the batch got through.
+                self.withdraw_next = false;
+                self.registered = false;
+            }
+        }
         match outcome {
             Outcome::Full(ticket) => {
                 self.recovered();
@@ -215,7 +232,7 @@ impl Scheduler {
                     self.credits = 0;
                 }
             }
-            Outcome::Failed(failure) => {
+            Outcome::Failed(ticket, failure) => {
                 let delay = self.backoff.next_delay();
                 // Once per outage, at ERROR (and so to Sentry, where `tags.*` fields become
                 // tags); every retry only at DEBUG.
@@ -238,6 +255,11 @@ impl Scheduler {
                 );
                 self.retry_at = Some(Instant::now() + delay);
                 self.credits = self.credits.max(1);
+                // Our batch rolled back, and with it any deregistration it carried; a
+                // registration it made before claiming was committed on its own.
+                if self.registered || ticket.register {
+                    self.withdraw_next = true;
+                }
             }
         }
     }

@@ -144,19 +144,19 @@ async fn full_batches_ramp_up_to_the_limit() {
 #[tokio::test(start_paused = true)]
 async fn failures_back_off_and_wake_ups_do_not_cut_it_short() {
     let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
-    s.next_ticket().await.unwrap();
+    let mut t = s.next_ticket().await.unwrap();
     for _ in 0..5 {
-        tx.send(Outcome::Failed(Failure::default())).unwrap();
+        tx.send(Outcome::Failed(t, Failure::default())).unwrap();
         let start = Instant::now();
         wake.notify_one();
-        s.next_ticket().await.unwrap();
+        t = s.next_ticket().await.unwrap();
         assert!(
             start.elapsed() >= Duration::from_millis(50),
             "retried after {:?}",
             start.elapsed()
         );
     }
-    tx.send(Outcome::Failed(Failure::default())).unwrap();
+    tx.send(Outcome::Failed(t, Failure::default())).unwrap();
     let start = Instant::now();
     s.next_ticket().await.unwrap();
     assert!(
@@ -165,6 +165,61 @@ async fn failures_back_off_and_wake_ups_do_not_cut_it_short() {
         start.elapsed()
     );
     assert!(start.elapsed() <= Duration::from_millis(3200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_relay_withdraws_its_registration_until_a_batch_gets_through() {
+    let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
+    idle(&mut s, &tx).await;
+    wake.notify_one();
+    let woken = s.next_ticket().await.unwrap();
+    assert!(woken.deregister && !woken.withdraw);
+    // Its deregistration rolled back with the batch: withdraw before the next claim, and
+    // keep withdrawing while attempts fail (a failed attempt may not have reached it).
+    tx.send(Outcome::Failed(woken, Failure::default())).unwrap();
+    let retry = s.next_ticket().await.unwrap();
+    assert!(retry.withdraw, "the retry withdraws the registration first");
+    assert!(
+        !retry.deregister,
+        "withdrawn already, nothing to deregister on commit"
+    );
+    tx.send(Outcome::Failed(retry, Failure::default())).unwrap();
+    let retry = s.next_ticket().await.unwrap();
+    assert!(retry.withdraw, "still failing: withdraw again");
+    // Delivery works again, and the table empties: register again the usual way.
+    tx.send(Outcome::Partial(retry, 1)).unwrap();
+    let next = s.next_ticket().await.unwrap();
+    assert!(!next.withdraw && !next.deregister && !next.register);
+    tx.send(Outcome::Empty(next)).unwrap();
+    let recheck = ticket_within(&mut s, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert!(
+        recheck.register,
+        "idle again: registers before the re-check"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registration_made_by_a_failed_batch_is_withdrawn() {
+    let (mut s, tx, _wake) = scheduler(Duration::from_secs(3600));
+    let first = s.next_ticket().await.unwrap();
+    tx.send(Outcome::Empty(first)).unwrap();
+    let recheck = s.next_ticket().await.unwrap();
+    assert!(recheck.register);
+    // It registered (autocommit) and then failed to claim: the registration stands.
+    tx.send(Outcome::Failed(recheck, Failure::default()))
+        .unwrap();
+    assert!(s.next_ticket().await.unwrap().withdraw);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unregistered_relay_has_nothing_to_withdraw() {
+    let (mut s, tx, _wake) = scheduler(Duration::from_secs(3600));
+    let first = s.next_ticket().await.unwrap();
+    tx.send(Outcome::Failed(first, Failure::default())).unwrap();
+    let retry = s.next_ticket().await.unwrap();
+    assert!(!retry.withdraw && !retry.register && !retry.deregister);
 }
 
 #[tokio::test(start_paused = true)]

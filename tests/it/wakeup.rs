@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use outbox_relay::config::RelayConfig;
 
-use crate::harness::{relay_config, TestEnv};
+use crate::harness::{relay_config, PrivateClickHouse, TestEnv};
 
 /// Counts the notifications on the outbox's channel, as a relay's listener would see them.
 async fn count_notifications(env: &TestEnv) -> (Arc<AtomicUsize>, tokio_postgres::Client) {
@@ -44,6 +44,15 @@ async fn registered(env: &TestEnv) -> i64 {
         .get(0)
 }
 
+/// Waits (up to 5 s) until `n` relays are registered for a notification.
+async fn wait_registered(env: &TestEnv, n: i64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registered(env).await != n {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producers_notify_only_while_a_relay_waits() {
     let env = TestEnv::new("notify_waiting").await;
@@ -60,11 +69,7 @@ async fn producers_notify_only_while_a_relay_waits() {
     // An idle relay registers, and the next event notifies it.
     let relay = env.spawn_relay(relay_config());
     env.wait_delivered(1, Duration::from_secs(10)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while registered(&env).await == 0 {
-        assert!(Instant::now() < deadline, "the idle relay never registered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_registered(&env, 1, "the idle relay never registered").await;
     env.client
         .execute("SELECT outbox_publish('wake', '{}')", &[])
         .await
@@ -123,11 +128,7 @@ async fn without_a_notification_the_fallback_timer_delivers() {
     // would find the event below before the timer does.
     relay.wait_listening().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while registered(&env).await == 0 {
-        assert!(Instant::now() < deadline, "the idle relay never registered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_registered(&env, 1, "the idle relay never registered").await;
     // Lose the notification: the relay still believes it is registered, so only the timer
     // can find this event.
     env.client
@@ -157,11 +158,7 @@ async fn without_a_notification_the_fallback_timer_delivers() {
 async fn a_stopped_relay_leaves_no_registration_behind() {
     let env = TestEnv::new("deregister").await;
     let relay = env.spawn_relay(relay_config());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while registered(&env).await == 0 {
-        assert!(Instant::now() < deadline, "the idle relay never registered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_registered(&env, 1, "the idle relay never registered").await;
     relay.stop().await;
     assert_eq!(
         registered(&env).await,
@@ -199,5 +196,46 @@ async fn registrations_of_dead_relays_are_forgotten() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_relay_stops_producers_notifying_until_it_delivers_again() {
+    let clickhouse = PrivateClickHouse::start("withdraw");
+    let env = TestEnv::with_clickhouse("withdraw", &clickhouse.url).await;
+    let (notifications, _listener) = count_notifications(&env).await;
+    let relay = env.spawn_relay(relay_config());
+    wait_registered(&env, 1, "the idle relay never registered").await;
+
+    // ClickHouse goes down; the next event wakes the relay, whose batch fails and rolls
+    // back, deregistration included. Its retry withdraws the registration on its own.
+    clickhouse.stop();
+    env.client
+        .execute("SELECT outbox_publish('outage', '{}')", &[])
+        .await
+        .unwrap();
+    crate::harness::wait_for_failed_batches(&relay.stats, 1, "the relay never tried").await;
+    wait_registered(&env, 0, "a failing relay stayed registered").await;
+
+    // For the rest of the outage producers commit without notifying.
+    let before = notifications.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        env.client
+            .execute("SELECT outbox_publish('outage', '{}')", &[])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        notifications.load(Ordering::SeqCst) - before,
+        0,
+        "producers notified a relay that cannot deliver"
+    );
+    assert_eq!(env.pending().await, 21, "nothing left PostgreSQL");
+
+    // Back: everything is delivered, and the idle relay registers again.
+    clickhouse.restart();
+    env.wait_delivered(21, Duration::from_secs(30)).await;
+    wait_registered(&env, 1, "the recovered relay did not register again").await;
     relay.stop().await;
 }
