@@ -16,12 +16,13 @@
 //!
 //! Files: `bench.rs` (servers, backlog, relay process), `measures.rs` (the measurements),
 //! `full.rs` (the full run), `modes.rs` (`--long-drain`, `--drain-only`, `--sustained`,
-//! `--scaling`).
+//! `--scaling`), `outage.rs` (`--outage`).
 
 mod bench;
 mod full;
 mod measures;
 mod modes;
+mod outage;
 
 use outbox_relay::config::{ClickHouseConfig, PostgresConfig};
 use outbox_relay::{ClickHouseSink, Sink};
@@ -76,6 +77,8 @@ async fn main() {
         modes::sustained(&b).await;
     } else if arg("--scaling") {
         modes::scaling(&mut b, events).await;
+    } else if arg("--outage") {
+        outage::outage(&b).await;
     } else if arg("--drain-only") {
         modes::drain_only(&mut b, events).await;
     } else {
