@@ -73,13 +73,7 @@ impl Claim<'_> {
             .await
             .map_err(|e| Error::postgres("claim query failed", e))?;
         self.events.reserve(rows.len());
-        self.events.extend(rows.iter().map(|row| Event {
-            id: row.get(0),
-            event_type: row.get(1),
-            created_at: row.get(2),
-            environment: row.get(3),
-            context: row.get(4),
-        }));
+        self.events.extend(rows.iter().map(Event::from_row));
         Ok(rows.len())
     }
 }

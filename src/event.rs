@@ -24,3 +24,17 @@ pub struct Event {
     /// The context's JSON text exactly as PostgreSQL renders the `jsonb` value.
     pub context: String,
 }
+
+impl Event {
+    /// An event from a row whose first columns are, in order, its id, type, `created_at`,
+    /// environment and context as text (as every statement that reads events selects them).
+    pub fn from_row(row: &tokio_postgres::Row) -> Event {
+        Event {
+            id: row.get(0),
+            event_type: row.get(1),
+            created_at: row.get(2),
+            environment: row.get(3),
+            context: row.get(4),
+        }
+    }
+}

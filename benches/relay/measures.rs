@@ -43,16 +43,7 @@ pub async fn seed_poll_once(client: &mut tokio_postgres::Client, sink: &ClickHou
         )
         .await
         .unwrap();
-    let events: Vec<Event> = rows
-        .iter()
-        .map(|r| Event {
-            id: r.get(0),
-            event_type: r.get(1),
-            created_at: r.get(2),
-            environment: r.get(3),
-            context: r.get(4),
-        })
-        .collect();
+    let events: Vec<Event> = rows.iter().map(Event::from_row).collect();
     if !events.is_empty() {
         sink.insert(&events).await.unwrap();
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();

@@ -173,15 +173,6 @@ impl Sink for PostgresSink {
             None => client.query(&sql, &[]).await,
         }
         .map_err(|e| self.error("query failed", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Event {
-                id: r.get(0),
-                event_type: r.get(1),
-                created_at: r.get(2),
-                environment: r.get(3),
-                context: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(Event::from_row).collect())
     }
 }
