@@ -105,84 +105,11 @@ pub async fn run(
     ));
     b.client.batch_execute("TRUNCATE event_log").await.unwrap();
 
-    // 5. Producer cost of the trigger. The trigger alone (no relay, so nobody registered),
-    //    then with a relay running (it starts idle and registered; the load makes it busy),
-    //    then with the trigger disabled, then with a plain always-NOTIFY trigger.
-    b.client
-        .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
-        .await
-        .unwrap();
-    // The trigger alone, against no trigger, three pairs: single pgbench runs on this
-    // machine differ by up to ±20 % between neighbours, so the ratio is the median. One
-    // discarded warm-up run first (the first run of a phase measured slowest in every run
-    // so far, whichever setup it had), and the order within a pair alternates, so neither
-    // setup always runs first.
-    let trigger = |on: bool| {
-        format!(
-            "TRUNCATE event_log; ALTER TABLE event_log {} TRIGGER event_log_notify",
-            if on { "ENABLE" } else { "DISABLE" }
-        )
-    };
-    producer_tps(b).await;
-    let mut pairs = Vec::new();
-    for pair in 0..3 {
-        let mut tps = [0.0; 2];
-        for on in [pair % 2 == 0, pair % 2 == 1] {
-            b.client.batch_execute(&trigger(on)).await.unwrap();
-            tps[usize::from(!on)] = producer_tps(b).await;
-        }
-        pairs.push((tps[0], tps[1]));
-    }
-    b.client
-        .batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify")
-        .await
-        .unwrap();
-    let ((with_ours, without), pair_text) = median_pair(pairs);
-    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
-    let relay = b.relay();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let with_ours_relay = producer_tps(b).await;
-    stop(relay);
-    b.client
-        .batch_execute("TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify")
-        .await
-        .unwrap();
-    let without_later = producer_tps(b).await;
-    // The same with a relay delivering but no trigger at all: what the delivery itself costs
-    // producers on this machine (it shares the cores and the table).
-    // Without a trigger nothing wakes the relay, so it polls every 100 ms to deliver
-    // throughout, as it does when busy.
-    b.client.batch_execute("TRUNCATE event_log").await.unwrap();
-    let relay = b.relay_with(&[("POLL_INTERVAL", "100ms")]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let without_relay = producer_tps(b).await;
-    stop(relay);
-    b.client
-        .batch_execute(
-            "TRUNCATE event_log;
-             CREATE FUNCTION plain_notify() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN PERFORM pg_notify('plain', ''); RETURN NULL; END $$;
-             CREATE TRIGGER plain_notify AFTER INSERT ON event_log FOR EACH STATEMENT EXECUTE FUNCTION plain_notify();",
-        )
-        .await
-        .unwrap();
-    let with_plain = producer_tps(b).await;
-    rows.push(format!(
-        "| producer tps, 8 clients, with our trigger (median of 3 alternating pairs: {pair_text}) | {with_ours:.0} | no trigger: {without:.0} | {:.2}× |",
-        with_ours / without
-    ));
-    rows.push(format!(
-        "| producer tps, 8 clients, our trigger + relay delivering | {with_ours_relay:.0} | no trigger + relay delivering: {without_relay:.0} | {:.2}× |",
-        with_ours_relay / without_relay
-    ));
-    rows.push(format!(
-        "| producer tps, 8 clients, always-NOTIFY trigger | {with_plain:.0} | no trigger (run just before): {without_later:.0} | {:.2}× |",
-        with_plain / without_later
-    ));
+    // 5. Producer cost of the trigger.
+    rows.extend(producer_cost(b).await);
 
     // 2b. The same drain with 5000-row batches, the raw drain's batch size: how much of the
     //     gap is per-batch cost (one ClickHouse part and one fsync'd commit per batch).
-    b.client.batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify; DROP TRIGGER plain_notify ON event_log; TRUNCATE event_log").await.unwrap();
     let (big_rate, _) = relay_drain_rate(b, events, &[("EVENT_BATCH_SIZE", "5000")]).await;
     rows.insert(
         1,
@@ -203,6 +130,102 @@ pub async fn run(
     }
 }
 
+/// Measure 5, the producer cost of the trigger (also `-- --producer-cost` alone): pgbench
+/// with the trigger alone (no relay, so nobody registered), then with a relay running (it
+/// starts idle and registered; the load makes it busy), then with the trigger disabled,
+/// then with a plain always-NOTIFY trigger. Leaves the table empty, our trigger enabled.
+pub async fn producer_cost(b: &Bench) -> Vec<String> {
+    let mut rows = Vec::new();
+    b.client
+        .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
+        .await
+        .unwrap();
+    // The trigger alone, against no trigger, three pairs: single pgbench runs on this
+    // machine differ by up to ±20 % between neighbours, so the ratio is the median. One
+    // discarded warm-up run first (the first run of a phase measured slowest in every run
+    // so far, whichever setup it had), and the order within a pair alternates, so neither
+    // setup always runs first.
+    let trigger = |on: bool| {
+        format!(
+            "TRUNCATE event_log; ALTER TABLE event_log {} TRIGGER event_log_notify",
+            if on { "ENABLE" } else { "DISABLE" }
+        )
+    };
+    producer_tps(b).await;
+    let trigger = &trigger;
+    let ((with_ours, without), pair_text) = alternating_pairs(|on| async move {
+        b.client.batch_execute(&trigger(on)).await.unwrap();
+        producer_tps(b).await
+    })
+    .await;
+    b.client
+        .batch_execute("ALTER TABLE event_log ENABLE TRIGGER event_log_notify")
+        .await
+        .unwrap();
+    // The same with a relay delivering the load, against a relay delivering it with no
+    // trigger at all: what the trigger costs beyond what the delivery itself costs producers
+    // on this machine (the relay shares the cores and the table). Three alternating pairs
+    // too: these single runs were the noisiest of the table (0.57×–1.08× across runs).
+    let ((with_ours_relay, without_relay), relay_pair_text) =
+        alternating_pairs(|on| producer_tps_with_relay(b, on)).await;
+    b.client
+        .batch_execute("TRUNCATE event_log; ALTER TABLE event_log DISABLE TRIGGER event_log_notify")
+        .await
+        .unwrap();
+    let without_later = producer_tps(b).await;
+    b.client
+        .batch_execute(
+            "TRUNCATE event_log;
+             CREATE FUNCTION plain_notify() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_notify('plain', ''); RETURN NULL; END $$;
+             CREATE TRIGGER plain_notify AFTER INSERT ON event_log FOR EACH STATEMENT EXECUTE FUNCTION plain_notify();",
+        )
+        .await
+        .unwrap();
+    let with_plain = producer_tps(b).await;
+    rows.push(format!(
+        "| producer tps, 8 clients, with our trigger (median of 3 alternating pairs: {pair_text}) | {with_ours:.0} | no trigger: {without:.0} | {:.2}× |",
+        with_ours / without
+    ));
+    rows.push(format!(
+        "| producer tps, 8 clients, our trigger + relay delivering (median of 3 alternating pairs: {relay_pair_text}) | {with_ours_relay:.0} | no trigger + relay delivering: {without_relay:.0} | {:.2}× |",
+        with_ours_relay / without_relay
+    ));
+    rows.push(format!(
+        "| producer tps, 8 clients, always-NOTIFY trigger | {with_plain:.0} | no trigger (run just before): {without_later:.0} | {:.2}× |",
+        with_plain / without_later
+    ));
+
+    b.client
+        .batch_execute(
+            "ALTER TABLE event_log ENABLE TRIGGER event_log_notify;
+             DROP TRIGGER plain_notify ON event_log; DROP FUNCTION plain_notify();
+             TRUNCATE event_log",
+        )
+        .await
+        .unwrap();
+    rows
+}
+
+/// Three pairs of `measure(true)` (ours) and `measure(false)` (the baseline), the order
+/// within a pair alternating so neither setup always runs first; the median pair and every
+/// pair as text.
+async fn alternating_pairs<F, Fut>(mut measure: F) -> ((f64, f64), String)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let mut pairs = Vec::new();
+    for pair in 0..3 {
+        let mut tps = [0.0; 2];
+        for on in [pair % 2 == 0, pair % 2 == 1] {
+            tps[usize::from(!on)] = measure(on).await;
+        }
+        pairs.push((tps[0], tps[1]));
+    }
+    median_pair(pairs)
+}
+
 /// The pair (measured, baseline) with the median ratio, and every pair as text.
 fn median_pair(mut pairs: Vec<(f64, f64)>) -> ((f64, f64), String) {
     pairs.sort_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)));
@@ -219,4 +242,58 @@ fn median_pair(mut pairs: Vec<(f64, f64)>) -> ((f64, f64), String) {
 async fn producer_tps(b: &Bench) -> f64 {
     b.client.batch_execute("CHECKPOINT").await.unwrap();
     pgbench(&b.database_url)
+}
+
+/// [`producer_tps`] while a relay delivers the load, with our trigger on or off. Without a
+/// trigger nothing wakes the relay, so it polls every 100 ms to deliver throughout, as it
+/// does when busy. With the trigger, prints the share of the run the relay spent registered
+/// (producers notify while it is), sampled every 50 ms.
+async fn producer_tps_with_relay(b: &Bench, trigger_on: bool) -> f64 {
+    b.client
+        .batch_execute(&format!(
+            "TRUNCATE event_log; DELETE FROM event_log_waiting;
+             ALTER TABLE event_log {} TRIGGER event_log_notify",
+            if trigger_on { "ENABLE" } else { "DISABLE" }
+        ))
+        .await
+        .unwrap();
+    let relay = if trigger_on {
+        b.relay()
+    } else {
+        b.relay_with(&[("POLL_INTERVAL", "100ms")])
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.client.batch_execute("CHECKPOINT").await.unwrap();
+    let watcher = crate::bench::connect(&b.database_url).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let (mut samples, mut registered) = (0u32, 0u32);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = watcher
+                    .query_one("SELECT count(*) FROM event_log_waiting", &[])
+                    .await
+                    .unwrap();
+                samples += 1;
+                registered += u32::from(row.get::<_, i64>(0) > 0);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (registered, samples)
+        }
+    });
+    let tps = tokio::task::spawn_blocking({
+        let url = b.database_url.clone();
+        move || pgbench(&url)
+    });
+    let tps = tps.await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (registered, samples) = watching.await.unwrap();
+    if trigger_on {
+        eprintln!(
+            "producers with our trigger and a relay: {tps:.0} tps, relay registered in {registered} of {samples} samples"
+        );
+    }
+    stop(relay);
+    tps
 }

@@ -77,6 +77,10 @@ async fn main() {
         modes::sustained(&b).await;
     } else if arg("--scaling") {
         modes::scaling(&mut b, events).await;
+    } else if arg("--producer-cost") {
+        for row in full::producer_cost(&b).await {
+            println!("{row}");
+        }
     } else if arg("--outage") {
         outage::outage(&b).await;
     } else if arg("--drain-only") {

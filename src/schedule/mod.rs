@@ -16,7 +16,8 @@
 //! Transitions: a full batch claims again at once and asks for one more (ramping up to the
 //! in-flight limit); a short batch makes the relay busy; an empty batch while busy registers
 //! the relay and claims once more (an event committed before the registration became visible
-//! sent no notification: this re-check finds it); an empty batch after that makes it idle. A
+//! sent no notification: this re-check finds it, and if it finds any its acknowledgement
+//! removes the registration again); an empty batch after that makes it idle. A
 //! failed batch is retried after an exponential, jittered backoff that wake-ups do not cut
 //! short, so a failing relay also withdraws its registration (its next attempt deletes it
 //! before claiming): a notification would wake nothing, and during a sink outage every
@@ -165,10 +166,15 @@ impl Scheduler {
                 self.retry_at = None;
                 self.not_before = None;
                 self.next_poll = now + self.poll_interval;
+                let register = std::mem::take(&mut self.register_next);
                 let ticket = Ticket {
                     generation: self.generation,
-                    register: std::mem::take(&mut self.register_next),
-                    deregister: self.registered && !self.withdraw_next,
+                    register,
+                    // A re-check that finds events is busy again, so it removes the
+                    // registration it just made. Without this a relay whose re-check raced
+                    // a busy delivery stayed registered, unknowingly, for as long as the
+                    // load lasted, and every producer commit notified.
+                    deregister: register || (self.registered && !self.withdraw_next),
                     withdraw: self.withdraw_next,
                 };
                 return Some(ticket);

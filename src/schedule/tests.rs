@@ -90,6 +90,31 @@ async fn busy_claims_coalesce_and_ignore_wake_ups() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_recheck_that_finds_events_removes_its_registration() {
+    let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
+    idle(&mut s, &tx).await;
+    wake.notify_one();
+    // Busy with two deliveries: one takes the new events, the other finds nothing left.
+    let busy = s.next_ticket().await.unwrap();
+    tx.send(Outcome::Full(busy)).unwrap();
+    let a = s.next_ticket().await.unwrap();
+    let b = s.next_ticket().await.unwrap();
+    tx.send(Outcome::Empty(b)).unwrap();
+    let recheck = ticket_within(&mut s, Duration::from_millis(1))
+        .await
+        .expect("re-check at once");
+    assert!(recheck.register);
+    assert!(
+        recheck.deregister,
+        "events found by the re-check: its acknowledgement ends the registration it made"
+    );
+    tx.send(Outcome::Partial(recheck, 50)).unwrap();
+    tx.send(Outcome::Partial(a, 50)).unwrap();
+    let next = s.next_ticket().await.unwrap();
+    assert!(!next.register && !next.deregister, "busy and unregistered");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lone_event_does_not_make_the_relay_busy() {
     let (mut s, tx, wake) = scheduler(Duration::from_secs(3600));
     idle(&mut s, &tx).await;
