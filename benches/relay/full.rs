@@ -136,6 +136,8 @@ pub async fn run(
 /// then with a plain always-NOTIFY trigger. Leaves the table empty, our trigger enabled.
 pub async fn producer_cost(b: &Bench) -> Vec<String> {
     let mut rows = Vec::new();
+    // ClickHouse may still be merging what the latency phases inserted.
+    b.settle().await;
     b.client
         .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
         .await
