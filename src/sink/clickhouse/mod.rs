@@ -204,12 +204,7 @@ impl Sink for ClickHouseSink {
     async fn init(&self) -> Result<()> {
         let mut columns = self.columns().await?;
         if columns.is_empty() {
-            let (major, minor) = self.server_version().await?;
-            let time = if (major, minor) >= (20, 1) {
-                TimeColumn::DateTime64
-            } else {
-                TimeColumn::DateTime
-            };
+            let time = TimeColumn::for_server(self.server_version().await?);
             match &self.cluster {
                 None => {
                     let ddl = schema::single_table(&self.database, time);

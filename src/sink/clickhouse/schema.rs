@@ -21,6 +21,16 @@ pub(super) enum TimeColumn {
 }
 
 impl TimeColumn {
+    /// The column a new table gets on a server of this (major, minor) version: DateTime64
+    /// arrived in 20.1.
+    pub(super) fn for_server(version: (u32, u32)) -> TimeColumn {
+        if version >= (20, 1) {
+            TimeColumn::DateTime64
+        } else {
+            TimeColumn::DateTime
+        }
+    }
+
     pub(super) fn ddl(self) -> &'static str {
         match self {
             TimeColumn::DateTime64 => "DateTime64(6, 'UTC')",
@@ -202,6 +212,40 @@ mod tests {
         );
         assert!(
             !local.contains("ON CLUSTER `main`") && local.contains("ENGINE = ReplacingMergeTree()")
+        );
+    }
+
+    #[test]
+    fn the_time_column_follows_the_server_version() {
+        assert_eq!(TimeColumn::for_server((18, 16)), TimeColumn::DateTime);
+        assert_eq!(TimeColumn::for_server((19, 17)), TimeColumn::DateTime);
+        assert_eq!(TimeColumn::for_server((20, 1)), TimeColumn::DateTime64);
+        assert_eq!(TimeColumn::for_server((24, 8)), TimeColumn::DateTime64);
+    }
+
+    #[test]
+    fn an_existing_table_decides_the_time_column() {
+        let columns = |time: &str| -> Vec<(String, String)> {
+            [
+                ("event_id", "UInt64"),
+                ("event_type", "String"),
+                ("event_date_time", time),
+                ("environment", "String"),
+                ("event_context", "String"),
+            ]
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+        };
+        // As system.columns names them on 24.x and on 18.16.
+        let modern = check_columns("db", &columns("DateTime64(6, 'UTC')")).unwrap();
+        assert_eq!(modern, TimeColumn::DateTime64);
+        let old = check_columns("db", &columns("DateTime('UTC')")).unwrap();
+        assert_eq!(old, TimeColumn::DateTime);
+        let err = check_columns("db", &columns("DateTime64(3)")).unwrap_err();
+        assert!(
+            err.to_string().contains("event_date_time is DateTime64(3)"),
+            "{err}"
         );
     }
 
