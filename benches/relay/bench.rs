@@ -27,6 +27,26 @@ pub fn services(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Relay setups to compare, from the environment variable `var`: `;`-separated, each a
+/// whitespace-separated list of `KEY=VALUE` settings for the relay (empty: the defaults;
+/// `RELAY_BIN=path` runs another build, see [`Bench::relay_with`]).
+pub fn variants(var: &str) -> Vec<Vec<(String, String)>> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(';')
+        .map(|v| {
+            v.split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("{var}: KEY=VALUE, not {kv}"));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await

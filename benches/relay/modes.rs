@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::{connect, peak_rss_mib, stop, Bench};
+use crate::bench::{connect, peak_rss_mib, stop, variants, Bench};
 use crate::measures::{raw_drain, raw_drain_rate};
 
 /// `-- --long-drain --events 1000000`: one long backlog through the relay, reporting the
@@ -66,18 +66,7 @@ pub async fn long_drain(b: &Bench, events: i64) {
 /// on the same servers; an empty variant is the defaults. `RELAY_BIN=path` in a variant
 /// runs that build instead, to compare a change against the build before it.
 pub async fn drain_only(b: &mut Bench, events: i64) {
-    let variants: Vec<Vec<(String, String)>> = std::env::var("DRAIN_VARIANTS")
-        .unwrap_or_default()
-        .split(';')
-        .map(|v| {
-            v.split_whitespace()
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').expect("DRAIN_VARIANTS: KEY=VALUE");
-                    (k.to_owned(), v.to_owned())
-                })
-                .collect()
-        })
-        .collect();
+    let variants = variants("DRAIN_VARIANTS");
     let names: Vec<String> = variants
         .iter()
         .map(|v| {

@@ -6,21 +6,20 @@
 
 use std::time::Duration;
 
-use crate::bench::{services, stop, Bench};
+use crate::bench::{services, stop, variants, Bench};
 use crate::measures::pgbench;
 
 pub async fn outage(b: &Bench) {
-    let variants: Vec<String> = std::env::var("OUTAGE_VARIANTS")
-        .unwrap_or_default()
-        .split(';')
-        .map(str::to_owned)
-        .collect();
-    let mut setups: Vec<Option<&str>> = vec![None];
-    setups.extend(variants.iter().map(|v| Some(v.as_str())));
-    let name = |s: &Option<&str>| match s {
+    let variants = variants("OUTAGE_VARIANTS");
+    let mut setups: Vec<Option<&[(String, String)]>> = vec![None];
+    setups.extend(variants.iter().map(|v| Some(v.as_slice())));
+    let name = |s: &Option<&[(String, String)]>| match s {
         None => "no relay".to_owned(),
-        Some("") => "relay".to_owned(),
-        Some(v) => format!("relay {v}"),
+        Some([]) => "relay".to_owned(),
+        Some(v) => {
+            let settings: Vec<String> = v.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("relay {}", settings.join(" "))
+        }
     };
     println!(
         "| round | {} |",
@@ -48,15 +47,15 @@ pub async fn outage(b: &Bench) {
 
 /// pgbench tps with ClickHouse down and, given `relay` settings, a relay that went idle
 /// before the outage and has failed a batch since.
-async fn producers_during_outage(b: &Bench, relay: Option<&str>) -> f64 {
+async fn producers_during_outage(b: &Bench, relay: Option<&[(String, String)]>) -> f64 {
     b.client
         .batch_execute("TRUNCATE event_log; DELETE FROM event_log_waiting")
         .await
         .unwrap();
     let relay = relay.map(|settings| {
         let env: Vec<(&str, &str)> = settings
-            .split_whitespace()
-            .map(|kv| kv.split_once('=').expect("OUTAGE_VARIANTS: KEY=VALUE"))
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         b.relay_with(&env)
     });
